@@ -1,0 +1,432 @@
+/*
+ * adasplash.h - the whole public API of adasplash-cl.
+ *
+ * adasplash-cl is a portable OpenCL library for alpha-entmax attention (forward and backward) using
+ * the AdaSplash-2 method: a histogram of scores kept in local memory gives a certified bracket and
+ * a close start for the entmax threshold tau, and a block bitmap lets every later pass skip
+ * all-zero tiles.
+ *
+ * Conventions that hold for every function in this header:
+ *  - Every function returns an adasplash_status (or a value documented otherwise) and never prints,
+ *    aborts or exits. Arguments are validated before anything is enqueued; on error no output
+ * buffer is written and a message naming the offending argument is recorded
+ * (adasplash_get_last_error).
+ *  - Buffers are the caller's cl_mem objects created in the context's cl_context. Enqueue functions
+ *    take the usual OpenCL triple (num_events_in_wait_list, event_wait_list, event) and never
+ * block.
+ *  - Enqueue functions never compile: call the matching *_prepare() (or adasplash_warmup) first, or
+ *    they return ADASPLASH_ERROR_NOT_PREPARED. The *_host() conveniences prepare, copy and block.
+ *  - One context may be used from several threads at once (each thread may pass its own queue).
+ *
+ * Numerics: p = [(alpha-1) * z - tau]_+ ^ (1/(alpha-1)) with z = scale * q.k (entmax package
+ * convention); tau lives in the scaled space x = (alpha-1) * z. Storage may be fp32, fp16 or bf16;
+ * products, accumulation and tau are fp32.
+ */
+#ifndef ADASPLASH_H
+#define ADASPLASH_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#if defined(__APPLE__)
+#include <OpenCL/opencl.h>
+#else
+#include <CL/cl.h>
+#endif
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(ADASPLASH_SHARED)
+#if defined(ADASPLASH_BUILDING)
+#define ADASPLASH_API __declspec(dllexport)
+#else
+#define ADASPLASH_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && defined(ADASPLASH_BUILDING)
+#define ADASPLASH_API __attribute__((visibility("default")))
+#else
+#define ADASPLASH_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Version */
+/* ---------------------------------------------------------------------------------------------- */
+
+#define ADASPLASH_VERSION_MAJOR 0
+#define ADASPLASH_VERSION_MINOR 1
+#define ADASPLASH_VERSION_PATCH 0
+#define ADASPLASH_VERSION_STRING "0.1.0"
+
+/* Library version as "MAJOR.MINOR.PATCH" of the linked library (may differ from the header's). */
+ADASPLASH_API const char *adasplash_version(void);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Status */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* 0 is success; library errors live in their own block so they never collide with OpenCL codes. */
+typedef enum adasplash_status {
+  ADASPLASH_SUCCESS = 0,
+  ADASPLASH_ERROR_INVALID_ARGUMENT = -4000, /* NULL pointer, bad struct_size, bad enum value */
+  ADASPLASH_ERROR_INVALID_SHAPE = -4001,    /* sizes zero/negative/too large, heads not divisible */
+  ADASPLASH_ERROR_INVALID_STRIDE = -4002,   /* strides that overlap rows or overflow */
+  ADASPLASH_ERROR_INVALID_ALPHA = -4003,    /* alpha not in (1, 2], NaN */
+  ADASPLASH_ERROR_INVALID_BUFFER = -4004,   /* NULL, not a buffer, or from another cl_context */
+  ADASPLASH_ERROR_BUFFER_TOO_SMALL = -4005, /* buffer smaller than shape, strides and offset need */
+  ADASPLASH_ERROR_INVALID_TUNING = -4006,   /* bad ADASPLASH_TUNE / tuned file / override */
+  ADASPLASH_ERROR_UNSUPPORTED = -4007,      /* valid, but not available on this device or build */
+  ADASPLASH_ERROR_NOT_PREPARED = -4008,     /* enqueue before *_prepare() compiled the kernels */
+  ADASPLASH_ERROR_NO_DEVICE = -4009,    /* no OpenCL platform/device, or selection matched none */
+  ADASPLASH_ERROR_BUILD_FAILED = -4010, /* kernel compilation failed; log in the last error */
+  ADASPLASH_ERROR_OUT_OF_DEVICE_MEMORY = -4011,
+  ADASPLASH_ERROR_OUT_OF_HOST_MEMORY = -4012,
+  ADASPLASH_ERROR_OPENCL = -4013, /* an OpenCL call failed; cl_int via get_last_error */
+  ADASPLASH_ERROR_INTERNAL = -4014,
+  ADASPLASH_ERROR_INVALID_SAVED = -4015 /* saved buffer too small or made for another shape */
+} adasplash_status;
+
+/* Static English name of a status ("ADASPLASH_ERROR_INVALID_SHAPE: ..."); never NULL. */
+ADASPLASH_API const char *adasplash_status_string(adasplash_status status);
+
+typedef struct adasplash_context adasplash_context;
+
+/* Copies the last error message into buf (always NUL-terminated when buf_size > 0) and the OpenCL
+ * error code behind it into *cl_error (CL_SUCCESS when the error was not an OpenCL failure).
+ * ctx != NULL: the last error recorded on that context (by any thread).
+ * ctx == NULL: the last error recorded by the calling thread (also covers failed context creation).
+ * buf and cl_error may be NULL. Returns the status of that last error (ADASPLASH_SUCCESS if none).
+ */
+ADASPLASH_API adasplash_status adasplash_get_last_error(const adasplash_context *ctx, char *buf,
+                                                        size_t buf_size, cl_int *cl_error);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Data types */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum adasplash_dtype {
+  ADASPLASH_F32 = 0, /* IEEE binary32 */
+  ADASPLASH_F16 = 1, /* IEEE binary16 (no cl_khr_fp16 needed: loads/stores use vload_half) */
+  ADASPLASH_BF16 = 2 /* bfloat16, stored as 16-bit patterns */
+} adasplash_dtype;
+
+/* Bytes per element (4, 2, 2), or 0 for an invalid dtype. */
+ADASPLASH_API size_t adasplash_dtype_size(adasplash_dtype dtype);
+
+/* Host conversion of n elements between dtypes (round to nearest even). src and dst must not
+ * overlap unless identical dtypes and pointers. */
+ADASPLASH_API adasplash_status adasplash_convert(const void *src, adasplash_dtype src_dtype,
+                                                 void *dst, adasplash_dtype dst_dtype, size_t n);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Context */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Kernel paths. The portable path (OpenCL C 1.2) always exists; a device path replaces inner tile
+ * products where the device supports it. */
+typedef enum adasplash_kernel_path {
+  ADASPLASH_PATH_PORTABLE = 0,
+  ADASPLASH_PATH_NVIDIA_MMA = 1 /* inline PTX tensor cores, NVIDIA compute capability >= 8 */
+} adasplash_kernel_path;
+
+typedef struct adasplash_context_options {
+  size_t
+      struct_size; /* = sizeof(adasplash_context_options); set by adasplash_context_options_init */
+  /* Device choice (owned contexts only): "gpu", "cpu", "N" (global index), "P:D" (platform:device
+   * indices) or a case-insensitive substring of "platform device" names. NULL: $ADASPLASH_DEVICE,
+   * else the first GPU, else the first device. */
+  const char *device;
+  /* Program cache directory. NULL: $ADASPLASH_CACHE_DIR, else $XDG_CACHE_HOME/adasplash-cl, else
+   * ~/.cache/adasplash-cl. "off" or "" disables the disk cache. An unwritable directory silently
+   * disables writing. */
+  const char *cache_dir;
+  /* Tuning override "key=value,key=value" (see docs/TUNING.md). NULL: $ADASPLASH_TUNE. */
+  const char *tune;
+  /* Directory with the cl/ kernel sources to use instead of the embedded copies (kernel
+   * development). NULL: $ADASPLASH_KERNEL_DIR, else the embedded sources. */
+  const char *kernel_dir;
+  /* "auto", "portable" or "nvidia". NULL: $ADASPLASH_PATH, else "auto". */
+  const char *path;
+  /* Properties of the queue the library creates for owned contexts (e.g.
+   * CL_QUEUE_PROFILING_ENABLE). */
+  cl_command_queue_properties queue_properties;
+} adasplash_context_options;
+
+/* Fills defaults (all NULL / 0) and struct_size. */
+ADASPLASH_API void adasplash_context_options_init(adasplash_context_options *options);
+
+/* Creates a context on a device chosen by the rules of options->device (options may be NULL). The
+ * library owns the cl_context and the queue it creates. */
+ADASPLASH_API adasplash_status adasplash_context_create(const adasplash_context_options *options,
+                                                        adasplash_context **ctx);
+
+/* Creates a context that borrows the caller's OpenCL objects. They are retained while the context
+ * lives and released once by adasplash_context_release; the library never finishes or releases them
+ * beyond its own retains. queue must belong to context and device. options may be NULL (its device
+ * and queue_properties fields are ignored). */
+ADASPLASH_API adasplash_status adasplash_context_create_borrowed(
+    cl_context context, cl_device_id device, cl_command_queue queue,
+    const adasplash_context_options *options, adasplash_context **ctx);
+
+/* Releases everything the context holds (programs, kernels, its retains). NULL is accepted. The
+ * caller must have finished all work it enqueued through the context. */
+ADASPLASH_API adasplash_status adasplash_context_release(adasplash_context *ctx);
+
+/* The OpenCL objects the context uses (not retained for the caller). Any out pointer may be NULL.
+ */
+ADASPLASH_API adasplash_status adasplash_context_get_cl(const adasplash_context *ctx,
+                                                        cl_context *context, cl_device_id *device,
+                                                        cl_command_queue *queue);
+
+typedef struct adasplash_device_info {
+  size_t struct_size; /* set to sizeof(adasplash_device_info) before the call */
+  char platform_name[128];
+  char platform_version[128];
+  char device_name[128];
+  char device_vendor[128];
+  char device_version[128];
+  char driver_version[128];
+  char opencl_c_version[128];
+  cl_device_type device_type;
+  cl_uint vendor_id;
+  cl_uint compute_units;
+  cl_ulong global_mem_size;
+  cl_ulong max_mem_alloc_size;
+  cl_ulong local_mem_size;           /* what the library plans with (after tuning overrides) */
+  size_t max_work_group_size;        /* idem */
+  int has_fp16;                      /* cl_khr_fp16 (not needed for fp16 storage) */
+  int has_fp64;                      /* cl_khr_fp64 */
+  int nvidia_compute_capability;     /* 10*major+minor on NVIDIA, else 0 */
+  adasplash_kernel_path kernel_path; /* the path this context uses */
+  char selection_reason[128];        /* why this device was chosen ("ADASPLASH_DEVICE=gpu", ...) */
+} adasplash_device_info;
+
+ADASPLASH_API adasplash_status adasplash_context_get_device_info(const adasplash_context *ctx,
+                                                                 adasplash_device_info *info);
+
+typedef struct adasplash_cache_stats {
+  size_t struct_size;
+  unsigned long memory_hits;   /* programs found in the context's in-memory cache */
+  unsigned long disk_hits;     /* programs loaded from the disk cache */
+  unsigned long disk_misses;   /* no usable disk entry */
+  unsigned long disk_rejected; /* corrupt, truncated or foreign entries removed and rebuilt */
+  unsigned long disk_writes;   /* entries written */
+  unsigned long builds;        /* programs compiled from source */
+  double build_seconds;        /* wall time spent compiling from source */
+  double load_seconds;         /* wall time spent building from cached binaries */
+  char cache_dir[512];         /* "" when the disk cache is off */
+} adasplash_cache_stats;
+
+ADASPLASH_API adasplash_status adasplash_context_get_cache_stats(const adasplash_context *ctx,
+                                                                 adasplash_cache_stats *stats);
+
+/* Compiles (or loads from the disk cache) every kernel variant the library can use on this device:
+ * all dtypes, head dims 16..256 and kernel families. Useful to make first calls fast and in CI. */
+ADASPLASH_API adasplash_status adasplash_warmup(adasplash_context *ctx);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Row-wise alpha-entmax */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum adasplash_tau_init {
+  ADASPLASH_INIT_HISTOGRAM = 0, /* histogram in local memory: certified narrow bracket (default) */
+  ADASPLASH_INIT_BRACKET = 1 /* plain bracket [m-1, m-n^(1-alpha)], midpoint start (for studies) */
+} adasplash_tau_init;
+
+/* A matrix of rows x cols; row r starts at element offset + r*row_stride of each buffer. Entries
+ * equal to -inf are masked (probability 0), as are columns >= valid_cols[r] when valid_cols is
+ * given. Rows without any valid entry give y = 0 and zero gradients. A NaN or +inf valid entry
+ * makes the row's valid outputs NaN (other rows are unaffected). */
+typedef struct adasplash_entmax_desc {
+  size_t struct_size;    /* = sizeof(adasplash_entmax_desc), set by adasplash_entmax_desc_init */
+  adasplash_dtype dtype; /* storage of x, y, dy and dx */
+  size_t rows, cols;
+  size_t row_stride; /* elements between consecutive rows; 0 means cols */
+  size_t offset;     /* element offset of row 0 in every matrix buffer */
+  float alpha;       /* in (1, 2]; used when alpha_buf is NULL */
+  cl_mem
+      alpha_buf; /* optional float32 [rows]: per-row alpha (values outside (1,2] give NaN rows) */
+  cl_mem valid_cols; /* optional int32 [rows]: valid prefix length per row (clamped to [0, cols]) */
+  float tolerance;   /* stop when |sum(y) - 1| <= tolerance; 0 means 1e-6 */
+  int max_iter;      /* refinement sweeps at most; 0 means 32 */
+  adasplash_tau_init init;
+} adasplash_entmax_desc;
+
+ADASPLASH_API void adasplash_entmax_desc_init(adasplash_entmax_desc *desc);
+
+/* Compiles (or loads) the kernels that desc needs. Cheap when already done. */
+ADASPLASH_API adasplash_status adasplash_entmax_prepare(adasplash_context *ctx,
+                                                        const adasplash_entmax_desc *desc);
+
+/* y = entmax_alpha(x) along rows. queue NULL means the context's queue. sweeps is optional: int32
+ * [rows] receiving the number of refinement sweeps used per row, negated when the row did not reach
+ * the tolerance within max_iter. x and y may be the same buffer. */
+ADASPLASH_API adasplash_status adasplash_entmax_forward(
+    adasplash_context *ctx, const adasplash_entmax_desc *desc, cl_command_queue queue, cl_mem x,
+    cl_mem y, cl_mem sweeps, cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+    cl_event *event);
+
+/* dx = d entmax(x)^T dy, computed from y (the forward output). dalpha is optional: with a per-row
+ * alpha_buf it receives float32 [rows] (dL/dalpha_r); with a scalar alpha one float32, the sum over
+ * rows. dy and dx may be the same buffer. */
+ADASPLASH_API adasplash_status adasplash_entmax_backward(
+    adasplash_context *ctx, const adasplash_entmax_desc *desc, cl_command_queue queue, cl_mem y,
+    cl_mem dy, cl_mem dx, cl_mem dalpha, cl_uint num_events_in_wait_list,
+    const cl_event *event_wait_list, cl_event *event);
+
+/* Softmax along rows, with the same launch skeleton as the entmax kernels: the baseline the
+ * benchmarks compare against. Only dtype, rows, cols, row_stride and offset of desc are used. */
+ADASPLASH_API adasplash_status adasplash_softmax_rows_forward(
+    adasplash_context *ctx, const adasplash_entmax_desc *desc, cl_command_queue queue, cl_mem x,
+    cl_mem y, cl_uint num_events_in_wait_list, const cl_event *event_wait_list, cl_event *event);
+
+/* Host-memory variants: prepare, copy in, run on the context's queue, copy out, wait. Matrices are
+ * laid out as in desc (row_stride, offset) in host memory of desc->dtype. desc->alpha_buf and
+ * desc->valid_cols must be NULL; alpha (float [rows]) and valid_cols (int [rows]) may be given as
+ * host arrays instead. sweeps (int [rows]) and dalpha (float [rows] or [1]) are optional. */
+ADASPLASH_API adasplash_status adasplash_entmax_forward_host(adasplash_context *ctx,
+                                                             const adasplash_entmax_desc *desc,
+                                                             const void *x, void *y,
+                                                             const float *alpha,
+                                                             const int *valid_cols, int *sweeps);
+ADASPLASH_API adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
+                                                              const adasplash_entmax_desc *desc,
+                                                              const void *y, const void *dy,
+                                                              void *dx, const float *alpha,
+                                                              const int *valid_cols, float *dalpha);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Fused alpha-entmax attention */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Where a [batch, heads, seq, head_dim] tensor lives in its buffer, in elements. head_dim is always
+ * contiguous. Zero strides mean the contiguous BHSD layout; a BSHD tensor has seq_stride =
+ * heads*head_dim, head_stride = head_dim, batch_stride = seq*heads*head_dim. */
+typedef struct adasplash_layout {
+  size_t offset;
+  size_t batch_stride;
+  size_t head_stride;
+  size_t seq_stride;
+} adasplash_layout;
+
+/* What the attention calls compute. The two baselines run on the same device through the same API
+ * so that benchmarks compare like with like. */
+typedef enum adasplash_attention_algorithm {
+  ADASPLASH_ATTN_ENTMAX = 0, /* fused AdaSplash-2 style entmax attention (the library) */
+  ADASPLASH_ATTN_SOFTMAX_FLASH =
+      1, /* dense softmax flash attention, same tiling skeleton (baseline) */
+  ADASPLASH_ATTN_ENTMAX_DENSE =
+      2 /* scores materialised with CLBlast GEMM, row entmax, CLBlast PV:
+           O(batch*heads*q_len*kv_len) workspace (baseline, cross-check) */
+} adasplash_attention_algorithm;
+
+enum {
+  /* The forward also saves what the alpha gradient needs (two more row accumulators). Required for
+   * a non-NULL dalpha in the backward. */
+  ADASPLASH_ATTN_SAVE_ALPHA_GRAD = 1
+};
+
+typedef struct adasplash_attention_desc {
+  size_t struct_size; /* = sizeof(adasplash_attention_desc), set by adasplash_attention_desc_init */
+  adasplash_dtype dtype; /* storage of q, k, v, out, dout, dq, dk, dv */
+  int batch;
+  int q_heads;
+  int kv_heads; /* q_heads % kv_heads == 0; q head h reads kv head h / (q_heads/kv_heads) */
+  int q_len;
+  int kv_len;
+  int head_dim;                  /* 1..256 */
+  adasplash_layout q, k, v, out; /* dq, dk, dv, dout use the layouts of q, k, v, out */
+  float alpha;                   /* in (1, 2]; used when alpha_buf is NULL */
+  cl_mem alpha_buf; /* optional float32 [q_heads] (values outside (1,2] give NaN heads) */
+  float scale;      /* logit scale; 0 means 1/sqrt(head_dim) */
+  int causal;       /* key j visible to query i iff j <= i + (kv_len_b - q_len_b) */
+  cl_mem q_lens;    /* optional int32 [batch]: valid query rows (right padding), clamped */
+  cl_mem kv_lens;   /* optional int32 [batch]: valid keys (right padding), clamped */
+  float tolerance;  /* stop refining tau when |sum(p) - 1| <= tolerance; 0 means 1e-5 */
+  int max_iter;     /* refinement sweeps at most; 0 means 16 */
+  int flags;        /* ADASPLASH_ATTN_* */
+  adasplash_attention_algorithm algorithm; /* default ADASPLASH_ATTN_ENTMAX */
+} adasplash_attention_desc;
+
+ADASPLASH_API void adasplash_attention_desc_init(adasplash_attention_desc *desc);
+
+/* Bytes of the caller-allocated buffers: saved (forward -> backward state: tau and row sums, the
+ * block bitmap and its transpose, row statistics, a shape fingerprint) and workspace (scratch of
+ * one call). */
+ADASPLASH_API adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
+                                                              const adasplash_attention_desc *desc,
+                                                              size_t *bytes);
+ADASPLASH_API adasplash_status adasplash_attention_workspace_size(
+    const adasplash_context *ctx, const adasplash_attention_desc *desc, size_t *bytes);
+
+/* Compiles (or loads) forward and backward kernels for desc. Cheap when already done. */
+ADASPLASH_API adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
+                                                           const adasplash_attention_desc *desc);
+
+/* out = entmax_alpha(scale * q k^T) v. saved: NULL for inference, else a buffer of saved_size bytes
+ * that the backward reads. workspace: NULL (the library allocates one per call) or a buffer of
+ * workspace_size bytes, not used concurrently by another call. queue NULL: the context's queue. */
+ADASPLASH_API adasplash_status adasplash_attention_forward(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
+    cl_mem k, cl_mem v, cl_mem out, cl_mem saved, cl_mem workspace, cl_uint num_events_in_wait_list,
+    const cl_event *event_wait_list, cl_event *event);
+
+/* Gradients of a loss L given dout = dL/dout. dq, dk, dv are overwritten. dalpha (optional, float32
+ * [q_heads]) receives dL/dalpha per query head summed over batch and rows; it needs the forward to
+ * have run with ADASPLASH_ATTN_SAVE_ALPHA_GRAD. saved must come from the forward of the same desc.
+ */
+ADASPLASH_API adasplash_status adasplash_attention_backward(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
+    cl_mem k, cl_mem v, cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv,
+    cl_mem dalpha, cl_mem workspace, cl_uint num_events_in_wait_list,
+    const cl_event *event_wait_list, cl_event *event);
+
+typedef struct adasplash_attention_stats {
+  size_t struct_size;
+  double block_sparsity; /* skipped / visible tiles over all (batch, head) */
+  unsigned long visible_tiles;
+  unsigned long active_tiles;
+  int max_sweeps;      /* refinement sweeps of the slowest row block */
+  double mean_sweeps;  /* over row blocks that hold valid rows */
+  int converged;       /* 1 if every row met the tolerance */
+  double max_residual; /* max over rows of |sum(p) - 1| measured at the final tau */
+  int tile_m, tile_n;  /* tile sizes the bitmap uses */
+} adasplash_attention_stats;
+
+/* Reads statistics from a saved buffer written by the forward (blocking read on queue). */
+ADASPLASH_API adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
+                                                              const adasplash_attention_desc *desc,
+                                                              cl_command_queue queue, cl_mem saved,
+                                                              adasplash_attention_stats *stats);
+
+/* Diagnostics from a saved buffer (blocking reads on queue; either output may be NULL):
+ * tau [batch][q_heads][q_len] thresholds in the scaled space x = (alpha-1) * scale * q.k
+ * (+inf for rows without visible keys, NaN for rows with non-finite scores), and active
+ * [batch][q_heads][ceil(q_len/tile)][ceil(kv_len/tile)] with 1 for tiles the kernels visit (tile as
+ * in adasplash_attention_stats). Fused entmax algorithm only. */
+ADASPLASH_API adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,
+                                                              const adasplash_attention_desc *desc,
+                                                              cl_command_queue queue, cl_mem saved,
+                                                              float *tau, unsigned char *active);
+
+/* Host-memory variants: tensors in host memory laid out as desc says, in desc->dtype. alpha_buf,
+ * q_lens and kv_lens must be NULL in desc; alpha (float [q_heads]), q_lens and kv_lens (int
+ * [batch]) may be host arrays instead (validated: lengths must lie in [0, len]). stats may be NULL.
+ * The backward runs the forward itself (it needs its saved state). */
+ADASPLASH_API adasplash_status adasplash_attention_forward_host(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const void *q, const void *k,
+    const void *v, void *out, const float *alpha, const int *q_lens, const int *kv_lens,
+    adasplash_attention_stats *stats);
+ADASPLASH_API adasplash_status adasplash_attention_backward_host(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const void *q, const void *k,
+    const void *v, const void *dout, void *out, void *dq, void *dk, void *dv, float *dalpha,
+    const float *alpha, const int *q_lens, const int *kv_lens);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ADASPLASH_H */

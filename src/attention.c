@@ -1,0 +1,710 @@
+/*
+ * attention.c - fused alpha-entmax attention on the host: the saved/workspace layouts, prepare,
+ * the forward (threshold pass + output pass), the backward (preprocess, dQ, dK/dV, d(alpha)),
+ * statistics, and the dispatch of the public calls to the baselines (softmax flash, dense).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_common.h"
+#include "attention_internal.h"
+
+/* Must match cl/attn_tau.clh and cl/attn_fwd.clh. */
+#define ASP_STAT_COUNT 8
+#define ASP_ROWSTAT_COUNT 2
+#define ASP_SAVED_MAGIC 0x41535356u /* "ASSV" */
+
+/* ---- buffer layouts ----------------------------------------------------------------------------
+ */
+
+static size_t asp_align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
+
+/* Sub-buffer origins must be multiples of CL_DEVICE_MEM_BASE_ADDR_ALIGN (bits). */
+static size_t asp_device_align(const adasplash_context *ctx) {
+  cl_uint bits = 0;
+  clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
+  size_t a = bits >= 8 ? bits / 8 : 256;
+  return a < 256 ? 256 : a;
+}
+
+void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, int tile,
+                     asp_attn_buffers *lay) {
+  memset(lay, 0, sizeof *lay);
+  const adasplash_attention_desc *d = &pr->d;
+  const asp_cl_geom g = asp_attn_geom(pr, tile);
+  const size_t a = asp_device_align(ctx);
+  const size_t rows = (size_t)d->batch * d->q_heads * d->q_len;
+  const size_t bh = (size_t)d->batch * d->q_heads;
+  size_t sizes[ASP_SEC_COUNT] = {0};
+  sizes[ASP_SEC_HEADER] = 64;
+  sizes[ASP_SEC_ROWSTATE] = rows * 2 * 4;
+  sizes[ASP_SEC_ROWSTATS] = rows * ASP_ROWSTAT_COUNT * 4;
+  sizes[ASP_SEC_BITMAP] = bh * (size_t)g.nqb * (size_t)g.wk * 4;
+  sizes[ASP_SEC_BITMAP_T] = bh * (size_t)g.nkb * (size_t)g.wq * 4;
+  sizes[ASP_SEC_BLOCKSTATS] = bh * (size_t)g.nqb * ASP_STAT_COUNT * 4;
+  sizes[ASP_SEC_OUT2] = rows * (size_t)d->head_dim * 4;
+  sizes[ASP_SEC_O3] =
+      (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? rows * (size_t)d->head_dim * 4 : 0;
+  sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nkb * 4;
+  sizes[ASP_SEC_DELTA] = rows * 4;
+  sizes[ASP_SEC_DROW] = rows * 4;
+  /* Saved: everything the backward reads. Workspace: the rest (and, for inference, the state). */
+  static const int saved_secs[] = {ASP_SEC_HEADER, ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS,
+                                   ASP_SEC_BITMAP, ASP_SEC_BITMAP_T, ASP_SEC_BLOCKSTATS,
+                                   ASP_SEC_OUT2,   ASP_SEC_O3};
+  size_t off = 0;
+  for (size_t i = 0; i < sizeof saved_secs / sizeof saved_secs[0]; ++i) {
+    int s = saved_secs[i];
+    lay->offset[s] = off;
+    lay->size[s] = sizes[s];
+    lay->in_saved[s] = 1;
+    off = asp_align_up(off + sizes[s], a);
+  }
+  lay->saved_bytes = off;
+  /* Workspace, forward: tilemax (+ the state when there is no saved buffer). Backward: delta,
+   * drow. The two uses never overlap in time within one call, so they share offsets from 0. */
+  size_t w = 0;
+  lay->ws_offset[ASP_SEC_TILEMAX] = w;
+  w = asp_align_up(w + sizes[ASP_SEC_TILEMAX], a);
+  size_t inference_state = w;
+  for (int s = ASP_SEC_ROWSTATE; s <= ASP_SEC_BLOCKSTATS; ++s) {
+    lay->ws_offset[s] = inference_state;
+    inference_state = asp_align_up(inference_state + sizes[s], a);
+  }
+  lay->ws_offset[ASP_SEC_DELTA] = 0;
+  lay->ws_offset[ASP_SEC_DROW] = asp_align_up(sizes[ASP_SEC_DELTA], a);
+  size_t bwd = asp_align_up(lay->ws_offset[ASP_SEC_DROW] + sizes[ASP_SEC_DROW], a);
+  lay->ws_train_bytes = w;
+  lay->ws_infer_bytes = inference_state;
+  lay->ws_bwd_bytes = bwd;
+  for (int s = 0; s < ASP_SEC_COUNT; ++s) lay->size[s] = sizes[s];
+}
+
+size_t asp_attn_workspace_need(const asp_attn_buffers *lay) {
+  size_t m = lay->ws_infer_bytes;
+  if (lay->ws_bwd_bytes > m) m = lay->ws_bwd_bytes;
+  return m;
+}
+
+/* A fingerprint of everything that shapes the saved state, so the backward can refuse a saved
+ * buffer written for another problem of the same size. */
+uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile) {
+  const adasplash_attention_desc *d = &pr->d;
+  uint32_t v[] = {(uint32_t)d->batch,  (uint32_t)d->q_heads, (uint32_t)d->kv_heads,
+                  (uint32_t)d->q_len,  (uint32_t)d->kv_len,  (uint32_t)d->head_dim,
+                  (uint32_t)d->causal, (uint32_t)d->flags,   (uint32_t)tile,
+                  (uint32_t)d->dtype};
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; ++i) {
+    h ^= v[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+adasplash_status asp_sub_buffer(const adasplash_context *ctx, cl_mem parent, size_t offset,
+                                size_t size, cl_mem *out) {
+  cl_buffer_region region = {offset, size ? size : 4};
+  cl_int err;
+  *out = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+  if (err != CL_SUCCESS) {
+    *out = NULL;
+    return asp_fail_cl(ctx, err, "clCreateSubBuffer");
+  }
+  return ADASPLASH_SUCCESS;
+}
+
+/* ---- baseline dispatch ----------------------------------------------------------------------- */
+
+static int asp_is_softmax(const asp_attn_problem *pr) {
+  return pr->d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH;
+}
+
+static adasplash_status asp_baseline_prepare(adasplash_context *ctx, const asp_attn_problem *pr) {
+  return asp_is_softmax(pr) ? asp_softmax_prepare(ctx, pr) : asp_dense_prepare(ctx, pr);
+}
+
+static adasplash_status asp_baseline_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,
+                                                size_t *bytes) {
+  return asp_is_softmax(pr) ? asp_softmax_saved_size(ctx, pr, bytes)
+                            : asp_dense_saved_size(ctx, pr, bytes);
+}
+
+static adasplash_status asp_baseline_workspace_size(adasplash_context *ctx,
+                                                    const asp_attn_problem *pr, size_t *bytes) {
+  return asp_is_softmax(pr) ? asp_softmax_workspace_size(ctx, pr, bytes)
+                            : asp_dense_workspace_size(ctx, pr, bytes);
+}
+
+static adasplash_status asp_baseline_forward(adasplash_context *ctx, const asp_attn_problem *pr,
+                                             asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
+                                             cl_mem out, cl_mem saved, cl_mem workspace) {
+  return asp_is_softmax(pr) ? asp_softmax_forward(ctx, pr, chain, q, k, v, out, saved, workspace)
+                            : asp_dense_forward(ctx, pr, chain, q, k, v, out, saved, workspace);
+}
+
+static adasplash_status asp_baseline_backward(adasplash_context *ctx, const asp_attn_problem *pr,
+                                              asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
+                                              cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq,
+                                              cl_mem dk, cl_mem dv, cl_mem dalpha,
+                                              cl_mem workspace) {
+  return asp_is_softmax(pr) ? asp_softmax_backward(ctx, pr, chain, q, k, v, out, dout, saved, dq,
+                                                   dk, dv, dalpha, workspace)
+                            : asp_dense_backward(ctx, pr, chain, q, k, v, out, dout, saved, dq, dk,
+                                                 dv, dalpha, workspace);
+}
+
+/* ---- sizes, prepare ---------------------------------------------------------------------------
+ */
+
+static adasplash_status asp_attn_tile_for(adasplash_context *ctx, const asp_attn_problem *pr,
+                                          int *tile) {
+  /* The bitmap tile is the plan's tile; use the tuning value (what prepare will settle on when
+   * the device allows it) so sizes are known before prepare. */
+  asp_plan plan;
+  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) ==
+      ADASPLASH_SUCCESS) {
+    *tile = plan.params[AP_T];
+    return ADASPLASH_SUCCESS;
+  }
+  adasplash_status st =
+      asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  *tile = plan.params[AP_T];
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_attention_saved_size(const adasplash_context *cctx,
+                                                const adasplash_attention_desc *desc,
+                                                size_t *bytes) {
+  asp_attn_problem pr;
+  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_saved_size", &pr);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (!bytes)
+    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_attention_saved_size: bytes is NULL");
+  adasplash_context *ctx = (adasplash_context *)cctx;
+  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_saved_size(ctx, &pr, bytes);
+  int tile;
+  st = asp_attn_tile_for(ctx, &pr, &tile);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, &pr, tile, &lay);
+  *bytes = lay.saved_bytes;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_attention_workspace_size(const adasplash_context *cctx,
+                                                    const adasplash_attention_desc *desc,
+                                                    size_t *bytes) {
+  asp_attn_problem pr;
+  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_workspace_size", &pr);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (!bytes)
+    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_attention_workspace_size: bytes is NULL");
+  adasplash_context *ctx = (adasplash_context *)cctx;
+  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_workspace_size(ctx, &pr, bytes);
+  int tile;
+  st = asp_attn_tile_for(ctx, &pr, &tile);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, &pr, tile, &lay);
+  *bytes = asp_attn_workspace_need(&lay);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
+                                             const adasplash_attention_desc *desc) {
+  asp_attn_problem pr;
+  adasplash_status st = asp_attn_check_desc(ctx, desc, "adasplash_attention_prepare", &pr);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_prepare(ctx, &pr);
+  asp_plan plan;
+  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr.d.dtype, pr.d.head_dim, &plan);
+}
+
+/* ---- the fused forward ------------------------------------------------------------------------
+ */
+
+/* The sections of one call: sub-buffers of saved / workspace. */
+typedef struct asp_attn_views {
+  cl_mem sec[ASP_SEC_COUNT];
+  cl_mem owned_ws; /* workspace allocated for this call */
+} asp_attn_views;
+
+static void asp_views_release(asp_attn_views *v) {
+  for (int s = 0; s < ASP_SEC_COUNT; ++s)
+    if (v->sec[s]) clReleaseMemObject(v->sec[s]);
+  if (v->owned_ws) clReleaseMemObject(v->owned_ws);
+  memset(v, 0, sizeof *v);
+}
+
+static adasplash_status asp_views_make(const adasplash_context *ctx, const asp_attn_buffers *lay,
+                                       cl_mem saved, cl_mem ws, const int *secs, size_t nsecs,
+                                       asp_attn_views *v) {
+  adasplash_status st = ADASPLASH_SUCCESS;
+  for (size_t i = 0; i < nsecs && st == ADASPLASH_SUCCESS; ++i) {
+    int s = secs[i];
+    if (lay->size[s] == 0) continue;
+    int from_saved = saved && lay->in_saved[s];
+    st = asp_sub_buffer(ctx, from_saved ? saved : ws,
+                        from_saved ? lay->offset[s] : lay->ws_offset[s], lay->size[s], &v->sec[s]);
+  }
+  return st;
+}
+
+static adasplash_status asp_check_saved(const adasplash_context *ctx, cl_mem saved, size_t need,
+                                        const char *fn) {
+  adasplash_status st = asp_check_buffer(ctx, saved, "saved", need);
+  if (st == ADASPLASH_ERROR_BUFFER_TOO_SMALL)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED,
+                    "%s: saved buffer is smaller than adasplash_attention_saved_size() (%zu bytes)",
+                    fn, need);
+  return st;
+}
+
+static adasplash_status asp_get_workspace(const adasplash_context *ctx, cl_mem workspace,
+                                          size_t need, asp_attn_views *v, cl_mem *ws) {
+  if (workspace) {
+    adasplash_status st = asp_check_buffer(ctx, workspace, "workspace", need);
+    if (st != ADASPLASH_SUCCESS) return st;
+    *ws = workspace;
+    return ADASPLASH_SUCCESS;
+  }
+  adasplash_status st = asp_create_buffer(ctx, need, &v->owned_ws);
+  *ws = v->owned_ws;
+  return st;
+}
+
+static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
+                                           asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
+                                           cl_mem out, cl_mem saved, cl_mem workspace) {
+  asp_plan plan;
+  adasplash_status st =
+      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, pr, tile, &lay);
+  const char *fn = "adasplash_attention_forward";
+  if (saved) {
+    st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+    if (st != ADASPLASH_SUCCESS) return st;
+  }
+  asp_attn_views views;
+  memset(&views, 0, sizeof views);
+  cl_mem ws = NULL;
+  st = asp_get_workspace(ctx, workspace, saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &views,
+                         &ws);
+  static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
+                             ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_O3,     ASP_SEC_TILEMAX};
+  asp_attn_buffers use = lay;
+  if (!saved) {
+    /* Inference: the state lives in the workspace; nothing for the backward is written. */
+    use.size[ASP_SEC_ROWSTATS] = use.size[ASP_SEC_OUT2] = use.size[ASP_SEC_O3] = 0;
+    use.size[ASP_SEC_BITMAP_T] = 0;
+  }
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_views_release(&views);
+    return st;
+  }
+  asp_cl_geom g = asp_attn_geom(pr, tile);
+  const adasplash_attention_desc *d = &pr->d;
+  cl_float alpha = d->alpha, scale = d->scale, tol = d->tolerance;
+  cl_int has_alpha = d->alpha_buf != NULL, max_iter = d->max_iter, use_hist = 1;
+  /* Quantisation of the in-bin moments: count * qscale < 2^32 for any bin. */
+  int bits = 0;
+  while (bits < 31 && (1L << bits) <= d->kv_len) ++bits;
+  int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
+  cl_float qscale = (cl_float)(1u << qbits);
+  cl_int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
+  cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
+  cl_mem *S = views.sec;
+
+  if (saved) {
+    cl_uint header[16] = {ASP_SAVED_MAGIC, asp_attn_fingerprint(pr, tile)};
+    st = asp_chain_fill(chain, saved, header, sizeof header, lay.offset[ASP_SEC_HEADER], 64);
+    cl_uint zero = 0;
+    if (st == ADASPLASH_SUCCESS)
+      st = asp_chain_fill(chain, S[ASP_SEC_BITMAP_T], &zero, 4, 0, lay.size[ASP_SEC_BITMAP_T]);
+  }
+  size_t local[3] = {(size_t)wg, 1, 1};
+  size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
+  if (st == ADASPLASH_SUCCESS) {
+    cl_mem bt = S[ASP_SEC_BITMAP_T];
+    cl_int write_t = saved != NULL; /* the transpose only serves the backward */
+    asp_arg args[] = {ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(pr->q),
+                      ASP_ARG(pr->k),
+                      ASP_ARG(g),
+                      ASP_ARG(alpha),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(has_alpha),
+                      ASP_ARG(scale),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(tol),
+                      ASP_ARG(max_iter),
+                      ASP_ARG(qscale),
+                      ASP_ARG(use_hist),
+                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                      ASP_ARG(S[ASP_SEC_BITMAP]),
+                      ASP_ARG(bt),
+                      ASP_ARG(S[ASP_SEC_TILEMAX]),
+                      ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
+                      ASP_ARG(write_t)};
+    st = asp_attn_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3,
+                         global, local);
+  }
+  if (st == ADASPLASH_SUCCESS) {
+    asp_arg args[] = {ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(v),
+                      ASP_ARG(out),
+                      ASP_ARG(pr->q),
+                      ASP_ARG(pr->k),
+                      ASP_ARG(pr->v),
+                      ASP_ARG(pr->o),
+                      ASP_ARG(g),
+                      ASP_ARG(alpha),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(has_alpha),
+                      ASP_ARG(scale),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                      ASP_ARG(S[ASP_SEC_BITMAP]),
+                      ASP_ARG(save),
+                      ASP_ARG(S[ASP_SEC_OUT2]),
+                      ASP_ARG(S[ASP_SEC_O3]),
+                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                      ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
+    st = asp_attn_launch(chain, plan.program, "attn_forward", args, sizeof args / sizeof args[0], 3,
+                         global, local);
+  }
+  asp_views_release(&views);
+  return st;
+}
+
+/* ---- the fused backward -----------------------------------------------------------------------
+ */
+
+static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_attn_problem *pr,
+                                            asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
+                                            cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq,
+                                            cl_mem dk, cl_mem dv, cl_mem dalpha, cl_mem workspace) {
+  asp_plan plan;
+  adasplash_status st =
+      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, pr, tile, &lay);
+  const char *fn = "adasplash_attention_backward";
+  st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_attn_views views;
+  memset(&views, 0, sizeof views);
+  cl_mem ws = NULL;
+  st = asp_get_workspace(ctx, workspace, lay.ws_bwd_bytes, &views, &ws);
+  static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
+                             ASP_SEC_OUT2,     ASP_SEC_O3,       ASP_SEC_DELTA,  ASP_SEC_DROW};
+  asp_attn_buffers use = lay;
+  if (!dalpha) use.size[ASP_SEC_DROW] = 0;
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_views_release(&views);
+    return st;
+  }
+  asp_cl_geom g = asp_attn_geom(pr, tile);
+  const adasplash_attention_desc *d = &pr->d;
+  cl_float alpha = d->alpha, scale = d->scale;
+  cl_int has_alpha = d->alpha_buf != NULL, want_dalpha = dalpha != NULL;
+  cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
+  cl_mem *S = views.sec;
+  cl_mem drow = S[ASP_SEC_DROW];
+
+  const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
+  size_t pre_local[1] = {64};
+  size_t pre_global[1] = {(rows + 63) / 64 * 64};
+  asp_arg pre[] = {ASP_ARG(out),           ASP_ARG(dout),
+                   ASP_ARG(pr->o),         ASP_ARG(g),
+                   ASP_ARG(alpha),         ASP_ARG(alpha_buf),
+                   ASP_ARG(has_alpha),     ASP_ARG(S[ASP_SEC_OUT2]),
+                   ASP_ARG(S[ASP_SEC_O3]), ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                   ASP_ARG(want_dalpha),   ASP_ARG(S[ASP_SEC_DELTA]),
+                   ASP_ARG(drow)};
+  st = asp_attn_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
+                       pre_global, pre_local);
+  size_t local[3] = {(size_t)wg, 1, 1};
+  if (st == ADASPLASH_SUCCESS) {
+    size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
+    asp_arg args[] = {ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(v),
+                      ASP_ARG(dout),
+                      ASP_ARG(dq),
+                      ASP_ARG(pr->q),
+                      ASP_ARG(pr->k),
+                      ASP_ARG(pr->v),
+                      ASP_ARG(pr->o),
+                      ASP_ARG(g),
+                      ASP_ARG(alpha),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(has_alpha),
+                      ASP_ARG(scale),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                      ASP_ARG(S[ASP_SEC_DELTA]),
+                      ASP_ARG(S[ASP_SEC_BITMAP])};
+    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
+                         global, local);
+  }
+  if (st == ADASPLASH_SUCCESS) {
+    size_t global[3] = {(size_t)g.nkb * (size_t)wg, (size_t)g.kv_heads, (size_t)g.batch};
+    asp_arg args[] = {ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(v),
+                      ASP_ARG(dout),
+                      ASP_ARG(dk),
+                      ASP_ARG(dv),
+                      ASP_ARG(pr->q),
+                      ASP_ARG(pr->k),
+                      ASP_ARG(pr->v),
+                      ASP_ARG(pr->o),
+                      ASP_ARG(g),
+                      ASP_ARG(alpha),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(has_alpha),
+                      ASP_ARG(scale),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                      ASP_ARG(S[ASP_SEC_DELTA]),
+                      ASP_ARG(S[ASP_SEC_BITMAP_T])};
+    st = asp_attn_launch(chain, plan.program, "attn_bwd_dkdv", args, sizeof args / sizeof args[0],
+                         3, global, local);
+  }
+  if (st == ADASPLASH_SUCCESS && dalpha) {
+    size_t global[1] = {(size_t)g.q_heads * (size_t)wg};
+    asp_arg args[] = {ASP_ARG(g), ASP_ARG(drow), ASP_ARG(dalpha)};
+    st = asp_attn_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
+  }
+  asp_views_release(&views);
+  return st;
+}
+
+/* ---- public calls ------------------------------------------------------------------------------
+ */
+
+adasplash_status adasplash_attention_forward(adasplash_context *ctx,
+                                             const adasplash_attention_desc *desc,
+                                             cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+                                             cl_mem out, cl_mem saved, cl_mem workspace,
+                                             cl_uint nwait, const cl_event *wait, cl_event *event) {
+  asp_attn_problem pr;
+  const char *fn = "adasplash_attention_forward";
+  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain chain;
+  asp_chain_init(&chain, ctx, queue, nwait, wait);
+  if (pr.d.algorithm == ADASPLASH_ATTN_ENTMAX)
+    st = asp_entmax_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
+  else
+    st = asp_baseline_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_chain_abandon(&chain);
+    return st;
+  }
+  return asp_chain_finish(&chain, event);
+}
+
+adasplash_status adasplash_attention_backward(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
+    cl_mem k, cl_mem v, cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv,
+    cl_mem dalpha, cl_mem workspace, cl_uint nwait, const cl_event *wait, cl_event *event) {
+  asp_attn_problem pr;
+  const char *fn = "adasplash_attention_backward";
+  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dout, "dout", 'o');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dq, "dq", 'q');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dk, "dk", 'k');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dv, "dv", 'v');
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, dalpha, "dalpha", (size_t)pr.d.q_heads * 4);
+  if (st == ADASPLASH_SUCCESS && !saved)
+    st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED,
+                  "%s: saved is NULL (run the forward with a saved buffer)", fn);
+  if (st == ADASPLASH_SUCCESS && dalpha && pr.d.algorithm != ADASPLASH_ATTN_SOFTMAX_FLASH &&
+      !(pr.d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD))
+    st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                  "%s: dalpha needs desc->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD (in the forward "
+                  "too)",
+                  fn);
+  if (st == ADASPLASH_SUCCESS && dalpha && pr.d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH)
+    st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                  "%s: softmax has no alpha to differentiate", fn);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain chain;
+  asp_chain_init(&chain, ctx, queue, nwait, wait);
+  if (pr.d.algorithm == ADASPLASH_ATTN_ENTMAX)
+    st = asp_entmax_backward(ctx, &pr, &chain, q, k, v, out, dout, saved, dq, dk, dv, dalpha,
+                             workspace);
+  else
+    st = asp_baseline_backward(ctx, &pr, &chain, q, k, v, out, dout, saved, dq, dk, dv, dalpha,
+                               workspace);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_chain_abandon(&chain);
+    return st;
+  }
+  return asp_chain_finish(&chain, event);
+}
+
+/* Checks a saved buffer against desc for the read-back diagnostics; fills pr, tile, lay. */
+static adasplash_status asp_saved_prologue(adasplash_context *ctx,
+                                           const adasplash_attention_desc *desc,
+                                           cl_command_queue queue, cl_mem saved, const char *fn,
+                                           asp_attn_problem *pr, int *tile, asp_attn_buffers *lay) {
+  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, pr);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_queue(ctx, queue);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (pr->d.algorithm != ADASPLASH_ATTN_ENTMAX)
+    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                    "%s: only the fused entmax algorithm keeps this state", fn);
+  asp_plan plan;
+  st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  *tile = plan.params[AP_T];
+  asp_attn_layout(ctx, pr, *tile, lay);
+  st = asp_check_saved(ctx, saved, lay->saved_bytes, fn);
+  if (st != ADASPLASH_SUCCESS) return st;
+  cl_uint header[16];
+  cl_int err =
+      clEnqueueReadBuffer(asp_queue_or_default(ctx, queue), saved, CL_TRUE,
+                          lay->offset[ASP_SEC_HEADER], sizeof header, header, 0, NULL, NULL);
+  if (err != CL_SUCCESS) return asp_fail_cl(ctx, err, "clEnqueueReadBuffer(saved header)");
+  if (header[0] != ASP_SAVED_MAGIC || header[1] != asp_attn_fingerprint(pr, *tile))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED,
+                    "%s: saved was not written by a forward of this descriptor", fn);
+  return ADASPLASH_SUCCESS;
+}
+
+static adasplash_status asp_read_section(adasplash_context *ctx, cl_command_queue queue,
+                                         cl_mem saved, const asp_attn_buffers *lay, int sec,
+                                         void *dst) {
+  cl_int err = clEnqueueReadBuffer(asp_queue_or_default(ctx, queue), saved, CL_TRUE,
+                                   lay->offset[sec], lay->size[sec], dst, 0, NULL, NULL);
+  return err == CL_SUCCESS ? ADASPLASH_SUCCESS
+                           : asp_fail_cl(ctx, err, "clEnqueueReadBuffer(saved)");
+}
+
+adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
+                                                const adasplash_attention_desc *desc,
+                                                cl_command_queue queue, cl_mem saved,
+                                                adasplash_attention_stats *stats) {
+  const char *fn = "adasplash_attention_stats_read";
+  if (ctx && !stats)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: stats is NULL", fn);
+  if (ctx && stats->struct_size != sizeof *stats)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: stats->struct_size=%zu, expected %zu", fn, stats->struct_size,
+                    sizeof *stats);
+  asp_attn_problem pr;
+  int tile;
+  asp_attn_buffers lay;
+  adasplash_status st = asp_saved_prologue(ctx, desc, queue, saved, fn, &pr, &tile, &lay);
+  if (st != ADASPLASH_SUCCESS) return st;
+  size_t n = lay.size[ASP_SEC_BLOCKSTATS] / 4;
+  cl_int *bs = (cl_int *)malloc(lay.size[ASP_SEC_BLOCKSTATS]);
+  if (!bs) return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
+  st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_BLOCKSTATS, bs);
+  if (st != ADASPLASH_SUCCESS) {
+    free(bs);
+    return st;
+  }
+  adasplash_attention_stats s;
+  memset(&s, 0, sizeof s);
+  s.struct_size = sizeof s;
+  s.tile_m = s.tile_n = tile;
+  s.converged = 1;
+  double sweeps_sum = 0;
+  unsigned long blocks = 0;
+  for (size_t i = 0; i + ASP_STAT_COUNT <= n; i += ASP_STAT_COUNT) {
+    const cl_int *b = bs + i;
+    s.visible_tiles += (unsigned long)b[3];
+    s.active_tiles += (unsigned long)b[2];
+    if (b[5] > 0) {
+      if (b[0] > s.max_sweeps) s.max_sweeps = b[0];
+      sweeps_sum += b[0];
+      ++blocks;
+      if (!b[1]) s.converged = 0;
+      float res;
+      memcpy(&res, &b[4], 4);
+      if (res > s.max_residual) s.max_residual = res;
+    }
+  }
+  free(bs);
+  s.mean_sweeps = blocks ? sweeps_sum / (double)blocks : 0.0;
+  s.block_sparsity = s.visible_tiles ? 1.0 - (double)s.active_tiles / (double)s.visible_tiles : 0.0;
+  if (s.max_residual > pr.d.tolerance) s.converged = 0;
+  *stats = s;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,
+                                                const adasplash_attention_desc *desc,
+                                                cl_command_queue queue, cl_mem saved, float *tau,
+                                                unsigned char *active) {
+  const char *fn = "adasplash_attention_saved_read";
+  asp_attn_problem pr;
+  int tile;
+  asp_attn_buffers lay;
+  adasplash_status st = asp_saved_prologue(ctx, desc, queue, saved, fn, &pr, &tile, &lay);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const asp_cl_geom g = asp_attn_geom(&pr, tile);
+  const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
+  if (tau) {
+    float *rs = (float *)malloc(lay.size[ASP_SEC_ROWSTATE]);
+    if (!rs) return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
+    st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_ROWSTATE, rs);
+    if (st == ADASPLASH_SUCCESS)
+      for (size_t r = 0; r < rows; ++r) tau[r] = rs[2 * r];
+    free(rs);
+    if (st != ADASPLASH_SUCCESS) return st;
+  }
+  if (active) {
+    cl_uint *bm = (cl_uint *)malloc(lay.size[ASP_SEC_BITMAP]);
+    if (!bm) return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
+    st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_BITMAP, bm);
+    if (st == ADASPLASH_SUCCESS) {
+      const size_t blocks = (size_t)g.batch * g.q_heads * g.nqb;
+      for (size_t blk = 0; blk < blocks; ++blk)
+        for (int kt = 0; kt < g.nkb; ++kt)
+          active[blk * g.nkb + kt] = (bm[blk * g.wk + kt / 32] >> (kt % 32)) & 1u;
+    }
+    free(bm);
+  }
+  return st;
+}

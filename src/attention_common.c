@@ -1,0 +1,362 @@
+/*
+ * attention_common.c - validation of attention descriptors and tensors, layout resolution, and the
+ * tile plan shared by the fused entmax and softmax flash programs (fitted to local memory, the
+ * work-group limit and the compiled kernels' limits).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "attention_common.h"
+
+#define ASP_ATTN_MAX_LEN (1 << 26)
+#define ASP_ATTN_MAX_HEAD_DIM 256
+
+void adasplash_attention_desc_init(adasplash_attention_desc *desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->struct_size = sizeof *desc;
+  desc->dtype = ADASPLASH_F32;
+  desc->batch = desc->q_heads = desc->kv_heads = 1;
+  desc->alpha = 1.5f;
+  desc->algorithm = ADASPLASH_ATTN_ENTMAX;
+}
+
+float asp_attn_scale(const adasplash_attention_desc *d) {
+  return d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
+}
+
+/* Resolves one tensor's layout and checks that its (batch, head, row) slices never overlap. */
+static adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn,
+                                           const char *name, const adasplash_layout *in, int batch,
+                                           int heads, int len, int head_dim, size_t esize,
+                                           asp_cl_layout *out, size_t *bytes) {
+  size_t bs = in->batch_stride, hs = in->head_stride, ss = in->seq_stride;
+  const size_t D = (size_t)head_dim;
+  if (bs == 0 && hs == 0 && ss == 0) {
+    ss = D;
+    hs = (size_t)len * D;
+    bs = (size_t)heads * (size_t)len * D;
+  } else if (bs == 0 || hs == 0 || ss == 0) {
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE,
+                    "%s: %s strides (batch %zu, head %zu, seq %zu): give all three or none "
+                    "(none = contiguous [batch, heads, seq, head_dim])",
+                    fn, name, bs, hs, ss);
+  }
+  /* Injectivity: sort the dimensions by stride; each stride must exceed the span of the smaller
+   * ones (dimensions of size 1 do not matter). */
+  size_t st[3] = {ss, hs, bs}, cnt[3] = {(size_t)len, (size_t)heads, (size_t)batch};
+  for (int a = 0; a < 3; ++a)
+    for (int b = a + 1; b < 3; ++b)
+      if (st[b] < st[a]) {
+        size_t t = st[a];
+        st[a] = st[b];
+        st[b] = t;
+        t = cnt[a];
+        cnt[a] = cnt[b];
+        cnt[b] = t;
+      }
+  size_t span = D;
+  for (int a = 0; a < 3; ++a) {
+    if (cnt[a] <= 1) continue;
+    if (st[a] < span)
+      return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE,
+                      "%s: %s strides (batch %zu, head %zu, seq %zu) make rows overlap", fn, name,
+                      bs, hs, ss);
+    size_t ext;
+    if (!asp_mul_size(st[a], cnt[a] - 1, &ext) || !asp_add_size(span, ext, &span))
+      return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE, "%s: %s strides overflow", fn, name);
+  }
+  size_t last = 0, t;
+  if (!asp_mul_size(bs, (size_t)batch - 1, &t) || !asp_add_size(last, t, &last) ||
+      !asp_mul_size(hs, (size_t)heads - 1, &t) || !asp_add_size(last, t, &last) ||
+      !asp_mul_size(ss, (size_t)len - 1, &t) || !asp_add_size(last, t, &last) ||
+      !asp_add_size(last, D, &last) || !asp_add_size(last, in->offset, &last) ||
+      !asp_mul_size(last, esize, &last))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE, "%s: %s offset and strides overflow", fn,
+                    name);
+  out->off = in->offset;
+  out->bs = bs;
+  out->hs = hs;
+  out->ss = ss;
+  *bytes = last;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     asp_attn_problem *pr) {
+  if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
+  if (!desc) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
+  if (desc->struct_size != sizeof *desc)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->struct_size=%zu, expected %zu (use adasplash_attention_desc_init)",
+                    fn, desc->struct_size, sizeof *desc);
+  const adasplash_attention_desc *d = desc;
+  if (adasplash_dtype_size(d->dtype) == 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->dtype=%d is not a dtype", fn,
+                    (int)d->dtype);
+  if (d->algorithm != ADASPLASH_ATTN_ENTMAX && d->algorithm != ADASPLASH_ATTN_SOFTMAX_FLASH &&
+      d->algorithm != ADASPLASH_ATTN_ENTMAX_DENSE)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->algorithm=%d is unknown", fn,
+                    (int)d->algorithm);
+  const struct {
+    const char *name;
+    int value, max;
+  } sizes[] = {{"batch", d->batch, 1 << 20},
+               {"q_heads", d->q_heads, 1 << 16},
+               {"kv_heads", d->kv_heads, 1 << 16},
+               {"q_len", d->q_len, ASP_ATTN_MAX_LEN},
+               {"kv_len", d->kv_len, ASP_ATTN_MAX_LEN},
+               {"head_dim", d->head_dim, 1 << 20}};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i)
+    if (sizes[i].value < 1 || sizes[i].value > sizes[i].max)
+      return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE, "%s: desc->%s=%d must be in [1, %d]", fn,
+                      sizes[i].name, sizes[i].value, sizes[i].max);
+  if (d->q_heads % d->kv_heads != 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE,
+                    "%s: desc->q_heads=%d is not a multiple of desc->kv_heads=%d", fn, d->q_heads,
+                    d->kv_heads);
+  if (d->head_dim > ASP_ATTN_MAX_HEAD_DIM)
+    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED, "%s: desc->head_dim=%d: at most %d supported",
+                    fn, d->head_dim, ASP_ATTN_MAX_HEAD_DIM);
+  if (!d->alpha_buf && !(d->alpha > 1.0f && d->alpha <= 2.0f))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ALPHA, "%s: desc->alpha=%g must be in (1, 2]", fn,
+                    (double)d->alpha);
+  if (!(d->scale >= 0.0f) || isinf(d->scale))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->scale=%g must be finite and >= 0 (0 = 1/sqrt(head_dim))", fn,
+                    (double)d->scale);
+  if (!(d->tolerance >= 0.0f) || d->tolerance > 0.5f)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->tolerance=%g must be in [0, 0.5] (0 = default 1e-5)", fn,
+                    (double)d->tolerance);
+  if (d->max_iter < 0 || d->max_iter > 1000)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->max_iter=%d must be in [0, 1000] (0 = default 16)", fn, d->max_iter);
+  if (d->causal != 0 && d->causal != 1)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->causal=%d must be 0 or 1", fn,
+                    d->causal);
+  if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
+                    fn, (unsigned)d->flags);
+  pr->d = *d;
+  pr->d.scale = asp_attn_scale(d);
+  pr->d.tolerance = d->tolerance > 0.0f ? d->tolerance : 1e-5f;
+  pr->d.max_iter = d->max_iter > 0 ? d->max_iter : 16;
+  pr->esize = adasplash_dtype_size(d->dtype);
+  adasplash_status st;
+  st = asp_layout_resolve(ctx, fn, "desc->q", &d->q, d->batch, d->q_heads, d->q_len, d->head_dim,
+                          pr->esize, &pr->q, &pr->q_bytes);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_layout_resolve(ctx, fn, "desc->k", &d->k, d->batch, d->kv_heads, d->kv_len,
+                            d->head_dim, pr->esize, &pr->k, &pr->k_bytes);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_layout_resolve(ctx, fn, "desc->v", &d->v, d->batch, d->kv_heads, d->kv_len,
+                            d->head_dim, pr->esize, &pr->v, &pr->v_bytes);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_layout_resolve(ctx, fn, "desc->out", &d->out, d->batch, d->q_heads, d->q_len,
+                            d->head_dim, pr->esize, &pr->o, &pr->o_bytes);
+  return st;
+}
+
+adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_attn_problem *pr,
+                                       cl_mem buf, const char *name, char which) {
+  size_t need = which == 'q'
+                    ? pr->q_bytes
+                    : (which == 'k' ? pr->k_bytes : (which == 'v' ? pr->v_bytes : pr->o_bytes));
+  return asp_check_buffer(ctx, buf, name, need);
+}
+
+adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
+                                       cl_command_queue queue, cl_uint nwait,
+                                       const cl_event *wait) {
+  adasplash_status st = asp_check_queue(ctx, queue);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, pr->d.alpha_buf, "desc->alpha_buf",
+                                   (size_t)pr->d.q_heads * 4);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, pr->d.q_lens, "desc->q_lens", (size_t)pr->d.batch * 4);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, pr->d.kv_lens, "desc->kv_lens", (size_t)pr->d.batch * 4);
+  return st;
+}
+
+asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile) {
+  const adasplash_attention_desc *d = &pr->d;
+  asp_cl_geom g;
+  g.batch = d->batch;
+  g.q_heads = d->q_heads;
+  g.kv_heads = d->kv_heads;
+  g.q_len = d->q_len;
+  g.kv_len = d->kv_len;
+  g.head_dim = d->head_dim;
+  g.causal = d->causal;
+  g.has_qlens = d->q_lens != NULL;
+  g.has_kvlens = d->kv_lens != NULL;
+  g.nqb = (d->q_len + tile - 1) / tile;
+  g.nkb = (d->kv_len + tile - 1) / tile;
+  g.wk = (g.nkb + 31) / 32;
+  g.wq = (g.nqb + 31) / 32;
+  return g;
+}
+
+/* ---- the tile plan --------------------------------------------------------------------------- */
+
+static const char *const asp_entmax_kernels[] = {"attn_tau",    "attn_forward",  "attn_bwd_pre",
+                                                 "attn_bwd_dq", "attn_bwd_dkdv", "attn_bwd_dalpha"};
+static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
+                                                  "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
+
+static void asp_attn_plan_key(asp_program_family family, adasplash_dtype dtype, int hd, char *key,
+                              size_t size) {
+  snprintf(key, size, "attn:family=%d:dtype=%d:hd=%d", (int)family, (int)dtype, hd);
+}
+
+/* Local memory the largest kernel of a configuration uses (static arrays), bytes. */
+static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax) {
+  size_t tp = (size_t)t + 1;
+  size_t stage = 2 * (size_t)dk * tp * 4;
+  size_t tau = stage + 3 * (size_t)t * (size_t)(bins + 1) * 4 + (size_t)t * (size_t)tc * 4 +
+               (size_t)t * (size_t)kmax * 4 + (size_t)t * (5 * 4 + 48) + 64;
+  size_t fwd = stage + (size_t)t * tp * 4 + (size_t)t * (size_t)tc * 4 + 5 * (size_t)t * 4;
+  size_t bwd = stage + (size_t)t * tp * 4 + 7 * (size_t)t * 4;
+  size_t m = tau > fwd ? tau : fwd;
+  return m > bwd ? m : bwd;
+}
+
+static int asp_pow2_floor(int v) {
+  int p = 1;
+  while (p * 2 <= v) p *= 2;
+  return p;
+}
+
+adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
+                                    adasplash_dtype dtype, int head_dim, asp_plan *out) {
+  char key[128];
+  asp_attn_plan_key(family, dtype, head_dim, key, sizeof key);
+  if (!asp_plan_find(ctx, key, out))
+    return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
+                    "attention kernels for dtype %d, head_dim %d are not compiled: call "
+                    "adasplash_attention_prepare (or adasplash_warmup) first",
+                    (int)dtype, head_dim);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
+                                       adasplash_dtype dtype, int head_dim, asp_plan *out) {
+  char key[128];
+  asp_attn_plan_key(family, dtype, head_dim, key, sizeof key);
+  if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
+  const asp_tuning *tu = &ctx->tuning;
+  int t = tu->attn_tile, wg = tu->attn_wg, dk = tu->attn_dk, bins = tu->attn_bins, kmax = 32;
+  wg = asp_pow2_floor(wg < (int)tu->max_wg ? wg : (int)tu->max_wg);
+  for (;;) {
+    /* Work-item grid: TC = 2^ceil(log2(WG)/2) columns, TR rows; every row needs an owner. */
+    int tc = 1;
+    while (tc * tc < wg) tc *= 2;
+    int tr = wg / tc;
+    if (t < tc) t = tc;
+    if (wg < t) t = asp_pow2_floor(wg);
+    if (t % tr != 0 || t % tc != 0 || t < tc) {
+      return asp_fail(ctx, ADASPLASH_ERROR_INVALID_TUNING,
+                      "attention tile %d does not fit a %dx%d work-item grid (attn_wg=%d)", t, tr,
+                      tc, wg);
+    }
+    int dkk = dk < tc ? tc : (dk / tc) * tc;
+    int hd_min = ((head_dim + tc - 1) / tc) * tc;
+    if (dkk > hd_min) dkk = hd_min;
+    int hd = ((head_dim + dkk - 1) / dkk) * dkk;
+    int bb = bins, km = kmax;
+    size_t need = asp_attn_local_bytes(t, tc, dkk, bb, km);
+    while (need + 256 > tu->local_mem && bb > 4)
+      need = asp_attn_local_bytes(t, tc, dkk, bb /= 2, km);
+    while (need + 256 > tu->local_mem && km > 8)
+      need = asp_attn_local_bytes(t, tc, dkk, bb, km /= 2);
+    while (need + 256 > tu->local_mem && dkk > tc) {
+      dkk /= 2;
+      if (dkk % tc) dkk = tc;
+      hd = ((head_dim + dkk - 1) / dkk) * dkk;
+      need = asp_attn_local_bytes(t, tc, dkk, bb, km);
+    }
+    if (need + 256 > tu->local_mem) {
+      if (wg <= 16 && t <= 8)
+        return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                        "attention needs %zu bytes of local memory even with the smallest tiles; "
+                        "the device offers %lu",
+                        need, tu->local_mem);
+      if (t > tc) {
+        t /= 2;
+      } else {
+        wg /= 2;
+        t = t / 2 > 8 ? t / 2 : 8;
+      }
+      continue;
+    }
+    asp_defines df;
+    asp_defines_init(&df);
+    asp_defines_add_int(&df, "ASP_DTYPE", (long)dtype);
+    asp_defines_add_int(&df, "ASP_T", t);
+    asp_defines_add_int(&df, "ASP_WG", wg);
+    asp_defines_add_int(&df, "ASP_TR", tr);
+    asp_defines_add_int(&df, "ASP_TC", tc);
+    asp_defines_add_int(&df, "ASP_DK", dkk);
+    asp_defines_add_int(&df, "ASP_HD", hd);
+    if (family == ASP_PROGRAM_ATTENTION) {
+      asp_defines_add_int(&df, "ASP_BINS", bb);
+      asp_defines_add_int(&df, "ASP_KMAX", km);
+    }
+    char defines[1024];
+    asp_defines_text(&df, defines, sizeof defines);
+    asp_program *program = NULL;
+    adasplash_status st = asp_program_get(ctx, family, defines, &program);
+    if (st != ADASPLASH_SUCCESS) return st;
+    const char *const *names =
+        family == ASP_PROGRAM_ATTENTION ? asp_entmax_kernels : asp_softmax_kernels;
+    size_t count = family == ASP_PROGRAM_ATTENTION
+                       ? sizeof asp_entmax_kernels / sizeof asp_entmax_kernels[0]
+                       : sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
+    size_t fit = (size_t)wg;
+    for (size_t i = 0; i < count; ++i) {
+      const asp_kernel *k = asp_program_kernel(program, names[i]);
+      if (!k)
+        return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from %s", names[i],
+                        asp_program_file(family));
+      if (strstr(names[i], "pre")) continue; /* launched with any work-group size */
+      if (k->max_work_group_size < fit) fit = k->max_work_group_size;
+      if (k->local_mem_size > tu->local_mem) fit = 0;
+    }
+    if (fit >= (size_t)wg) {
+      int params[ASP_PLAN_PARAMS] = {0};
+      params[AP_T] = t;
+      params[AP_WG] = wg;
+      params[AP_TR] = tr;
+      params[AP_TC] = tc;
+      params[AP_DK] = dkk;
+      params[AP_HD] = hd;
+      params[AP_BINS] = bb;
+      params[AP_KMAX] = km;
+      st = asp_plan_store(ctx, key, program, params);
+      if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);
+      return st;
+    }
+    if (wg <= 16)
+      return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                      "attention kernels accept only %zu work-items on this device", fit);
+    wg /= 2; /* registers or local memory limit the compiled kernels: try a smaller grid */
+    if (t > 8 && wg < t) t /= 2;
+  }
+}
+
+adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,
+                                 const asp_arg *args, size_t nargs, cl_uint dims,
+                                 const size_t *global, const size_t *local) {
+  const asp_kernel *k = asp_program_kernel(program, kernel);
+  if (!k) return asp_fail(chain->ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s not found", kernel);
+  asp_mutex_lock(&program->lock);
+  adasplash_status st = asp_set_args(chain->ctx, k, args, nargs);
+  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, dims, global, local);
+  asp_mutex_unlock(&program->lock);
+  return st;
+}

@@ -1,0 +1,61 @@
+/*
+ * attention_internal.h - the saved/workspace layout of the fused entmax attention and the entry
+ * points of the baseline algorithms (softmax flash, dense CLBlast) that the public attention calls
+ * dispatch to.
+ */
+#ifndef ASP_ATTENTION_INTERNAL_H
+#define ASP_ATTENTION_INTERNAL_H
+
+#include "attention_common.h"
+
+/* Sections of the saved buffer and the workspace. */
+enum {
+  ASP_SEC_HEADER = 0, /* magic + fingerprint (saved only) */
+  ASP_SEC_ROWSTATE,   /* [B,Hq,q_len] x {tau, solver's sum} */
+  ASP_SEC_ROWSTATS,   /* [B,Hq,q_len] x {measured sum of p, H} */
+  ASP_SEC_BITMAP,     /* [B,Hq,nqb,wk] bits: active tiles per row block */
+  ASP_SEC_BITMAP_T,   /* [B,Hq,nkb,wq] the transpose */
+  ASP_SEC_BLOCKSTATS, /* [B,Hq,nqb,8] ints */
+  ASP_SEC_OUT2,       /* [B,Hq,q_len,head_dim] fp32: sum(s v)/sum(s) */
+  ASP_SEC_O3,         /* [B,Hq,q_len,head_dim] fp32: normalised sum(p ln p v) (alpha gradient) */
+  ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nkb] score max per tile */
+  ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
+  ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
+  ASP_SEC_COUNT
+};
+
+typedef struct asp_attn_buffers {
+  size_t offset[ASP_SEC_COUNT];    /* in the saved buffer */
+  size_t ws_offset[ASP_SEC_COUNT]; /* in the workspace */
+  size_t size[ASP_SEC_COUNT];
+  int in_saved[ASP_SEC_COUNT];
+  size_t saved_bytes;
+  size_t ws_train_bytes, ws_infer_bytes, ws_bwd_bytes;
+} asp_attn_buffers;
+
+void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, int tile,
+                     asp_attn_buffers *lay);
+size_t asp_attn_workspace_need(const asp_attn_buffers *lay);
+uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile);
+adasplash_status asp_sub_buffer(const adasplash_context *ctx, cl_mem parent, size_t offset,
+                                size_t size, cl_mem *out);
+
+/* The baselines: softmax flash (softmax_flash.c) and dense CLBlast entmax (dense.c). */
+#define ASP_DECLARE_ATTENTION_ALGORITHM(prefix)                                                  \
+  adasplash_status prefix##_prepare(adasplash_context *ctx, const asp_attn_problem *pr);         \
+  adasplash_status prefix##_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,       \
+                                       size_t *bytes);                                           \
+  adasplash_status prefix##_workspace_size(adasplash_context *ctx, const asp_attn_problem *pr,   \
+                                           size_t *bytes);                                       \
+  adasplash_status prefix##_forward(adasplash_context *ctx, const asp_attn_problem *pr,          \
+                                    asp_chain *chain, cl_mem q, cl_mem k, cl_mem v, cl_mem out,  \
+                                    cl_mem saved, cl_mem workspace);                             \
+  adasplash_status prefix##_backward(adasplash_context *ctx, const asp_attn_problem *pr,         \
+                                     asp_chain *chain, cl_mem q, cl_mem k, cl_mem v, cl_mem out, \
+                                     cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv, \
+                                     cl_mem dalpha, cl_mem workspace);
+
+ASP_DECLARE_ATTENTION_ALGORITHM(asp_softmax)
+ASP_DECLARE_ATTENTION_ALGORITHM(asp_dense)
+
+#endif /* ASP_ATTENTION_INTERNAL_H */

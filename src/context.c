@@ -1,0 +1,443 @@
+/*
+ * context.c - context creation (owned or borrowed OpenCL objects), release, queries, the choice of
+ * kernel path and tuning, and the small enqueue helpers every operator uses.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "disk_cache.h"
+#include "internal.h"
+#include "sha256.h"
+
+void adasplash_context_options_init(adasplash_context_options *options) {
+  if (!options) return;
+  memset(options, 0, sizeof *options);
+  options->struct_size = sizeof *options;
+}
+
+/* Options that are missing or from an older, smaller struct read as defaults. */
+static adasplash_context_options asp_options_or_defaults(const adasplash_context_options *o) {
+  adasplash_context_options d;
+  adasplash_context_options_init(&d);
+  if (o) memcpy(&d, o, o->struct_size < sizeof d ? o->struct_size : sizeof d);
+  d.struct_size = sizeof d;
+  return d;
+}
+
+static adasplash_status asp_check_options(const adasplash_context_options *o) {
+  if (o && (o->struct_size < offsetof(adasplash_context_options, device) + sizeof(char *) ||
+            o->struct_size > sizeof *o))
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "options->struct_size=%zu is not a size of adasplash_context_options (%zu); "
+                    "call adasplash_context_options_init",
+                    o->struct_size, sizeof *o);
+  return ADASPLASH_SUCCESS;
+}
+
+static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
+  memset(t, 0, sizeof *t);
+  t->local_mem = (unsigned long)dev->info.local_mem_size;
+  t->max_wg = (unsigned long)dev->info.max_work_group_size;
+  if (dev->is_gpu) {
+    /* 64x64 tiles and 256 work-items (4x4 scores per work-item) as in flash-attention style
+     * kernels; 16 head-dim columns per staging step keeps Q and K chunks at 8 KiB. */
+    t->attn_tile = 64;
+    t->attn_wg = 256;
+    t->attn_dk = 16;
+    t->attn_bins = 16;
+    t->rows_wg = 256;
+    t->rows_bins = 64;
+    t->rows_seg_cols = 65536;
+  } else {
+    /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items. */
+    t->attn_tile = 32;
+    t->attn_wg = 64;
+    t->attn_dk = 32;
+    t->attn_bins = 16;
+    t->rows_wg = 64;
+    t->rows_bins = 64;
+    t->rows_seg_cols = 65536;
+  }
+  t->rows_cache = 1;
+}
+
+/* "<cache dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. */
+static int asp_tuned_file_path(const adasplash_context *ctx, char *out, size_t size) {
+  const char *env = asp_getenv("ADASPLASH_TUNE_FILE");
+  if (env) return asp_strlcpy(out, env, size) == 0;
+  if (!ctx->cache_dir[0]) return 0;
+  asp_sha256_ctx h;
+  asp_sha256_init(&h);
+  const adasplash_device_info *i = &ctx->dev.info;
+  const char *parts[] = {i->platform_name, i->device_name, i->device_version, i->driver_version};
+  for (size_t p = 0; p < 4; ++p) asp_sha256_update(&h, parts[p], strlen(parts[p]) + 1);
+  uint8_t digest[32];
+  asp_sha256_final(&h, digest);
+  char hex[65];
+  asp_hex(digest, 8, hex);
+  int n = snprintf(out, size, "%s/tuned-%s.conf", ctx->cache_dir, hex);
+  return n > 0 && (size_t)n < size;
+}
+
+static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *override) {
+  asp_default_tuning(&ctx->dev, &ctx->tuning);
+  unsigned long dev_local = (unsigned long)ctx->dev.info.local_mem_size;
+  unsigned long dev_wg = (unsigned long)ctx->dev.info.max_work_group_size;
+  char err[512];
+  char path[1024];
+  if (asp_tuned_file_path(ctx, path, sizeof path)) {
+    FILE *f = fopen(path, "rb");
+    if (f) {
+      char text[8192];
+      size_t n = fread(text, 1, sizeof text - 1, f);
+      fclose(f);
+      text[n] = '\0';
+      if (asp_tuning_apply(&ctx->tuning, text, dev_local, dev_wg, err, sizeof err) != 0)
+        return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "tuned file %s: %s", path, err);
+    }
+  }
+  if (!override) override = asp_getenv("ADASPLASH_TUNE");
+  if (asp_tuning_apply(&ctx->tuning, override, dev_local, dev_wg, err, sizeof err) != 0)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "ADASPLASH_TUNE: %s", err);
+  /* The planners see the (possibly lowered) limits through the public device info too. */
+  ctx->dev.info.local_mem_size = ctx->tuning.local_mem;
+  ctx->dev.info.max_work_group_size = ctx->tuning.max_wg;
+  return ADASPLASH_SUCCESS;
+}
+
+static adasplash_status asp_choose_path(adasplash_context *ctx, const char *request) {
+  if (!request) request = asp_getenv("ADASPLASH_PATH");
+  if (!request) request = "auto";
+  if (asp_equals_nocase(request, "portable") || asp_equals_nocase(request, "auto")) {
+    /* The NVIDIA tensor-core path is not available in this version: auto means portable. */
+    ctx->path = ADASPLASH_PATH_PORTABLE;
+    return ADASPLASH_SUCCESS;
+  }
+  if (asp_equals_nocase(request, "nvidia"))
+    return asp_fail(NULL, ADASPLASH_ERROR_UNSUPPORTED,
+                    "kernel path \"nvidia\" (inline-PTX tensor cores) is not available in this "
+                    "build; use \"portable\" or \"auto\"");
+  return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                  "kernel path \"%s\" is unknown (use auto, portable or nvidia)", request);
+}
+
+static adasplash_status asp_context_finish(adasplash_context *ctx,
+                                           const adasplash_context_options *o) {
+  adasplash_status st = asp_device_describe(NULL, ctx->device, &ctx->dev);
+  if (st != ADASPLASH_SUCCESS) return st;
+#if ADASPLASH_DISK_CACHE_DEFAULT
+  ctx->disk_cache = asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
+#else
+  ctx->disk_cache =
+      o->cache_dir ? asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir) : 0;
+#endif
+  if (!ctx->disk_cache) ctx->cache_dir[0] = '\0';
+  const char *kdir = o->kernel_dir ? o->kernel_dir : asp_getenv("ADASPLASH_KERNEL_DIR");
+  if (kdir && asp_strlcpy(ctx->kernel_dir, kdir, sizeof ctx->kernel_dir))
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "kernel_dir is too long");
+  st = asp_init_tuning(ctx, o->tune);
+  if (st != ADASPLASH_SUCCESS) return st;
+  st = asp_choose_path(ctx, o->path);
+  if (st != ADASPLASH_SUCCESS) return st;
+  ctx->dev.info.kernel_path = ctx->path;
+  asp_strlcpy(ctx->dev.info.selection_reason, ctx->selection_reason,
+              sizeof ctx->dev.info.selection_reason);
+  ctx->stats.struct_size = sizeof ctx->stats;
+  asp_strlcpy(ctx->stats.cache_dir, ctx->cache_dir, sizeof ctx->stats.cache_dir);
+  return ADASPLASH_SUCCESS;
+}
+
+static adasplash_context *asp_context_alloc(void) {
+  adasplash_context *ctx = (adasplash_context *)calloc(1, sizeof *ctx);
+  if (!ctx) return NULL;
+  if (asp_mutex_init(&ctx->lock) != 0) {
+    free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+adasplash_status adasplash_context_create(const adasplash_context_options *options,
+                                          adasplash_context **out) {
+  if (!out)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create: ctx is NULL");
+  adasplash_status st = asp_check_options(options);
+  if (st != ADASPLASH_SUCCESS) return st;
+  adasplash_context_options o = asp_options_or_defaults(options);
+  cl_platform_id platform;
+  cl_device_id device;
+  char reason[128];
+  st = asp_select_device(o.device, &platform, &device, reason, sizeof reason);
+  if (st != ADASPLASH_SUCCESS) return st;
+  adasplash_context *ctx = asp_context_alloc();
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "allocating the context failed");
+  asp_strlcpy(ctx->selection_reason, reason, sizeof ctx->selection_reason);
+  cl_int err;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+  ctx->cl_ctx = clCreateContext(props, 1, &device, NULL, NULL, &err);
+  if (err != CL_SUCCESS) {
+    st = asp_fail_cl(NULL, err, "clCreateContext");
+    adasplash_context_release(ctx);
+    return st;
+  }
+  ctx->device = device;
+  ctx->owned = 1;
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+  /* clCreateCommandQueue is the OpenCL 1.2 entry point the portable build targets. */
+  ctx->queue = clCreateCommandQueue(ctx->cl_ctx, device, o.queue_properties, &err);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+  if (err != CL_SUCCESS) {
+    st = asp_fail_cl(NULL, err, "clCreateCommandQueue");
+    adasplash_context_release(ctx);
+    return st;
+  }
+  st = asp_context_finish(ctx, &o);
+  if (st != ADASPLASH_SUCCESS) {
+    adasplash_context_release(ctx);
+    return st;
+  }
+  *out = ctx;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_create_borrowed(cl_context context, cl_device_id device,
+                                                   cl_command_queue queue,
+                                                   const adasplash_context_options *options,
+                                                   adasplash_context **out) {
+  if (!out)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: ctx is NULL");
+  if (!context)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: context is NULL");
+  if (!device)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: device is NULL");
+  if (!queue)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: queue is NULL");
+  adasplash_status st = asp_check_options(options);
+  if (st != ADASPLASH_SUCCESS) return st;
+  adasplash_context_options o = asp_options_or_defaults(options);
+  /* The queue must belong to this context and device; the device to the context. */
+  cl_context qctx = NULL;
+  cl_device_id qdev = NULL;
+  cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL);
+  if (err != CL_SUCCESS)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: queue is not a command queue (%s)",
+                    asp_cl_error_name(err));
+  clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev, NULL);
+  if (qctx != context)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: queue belongs to another cl_context");
+  if (qdev != device)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_create_borrowed: queue belongs to another device");
+  adasplash_context *ctx = asp_context_alloc();
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "allocating the context failed");
+  asp_strlcpy(ctx->selection_reason, "borrowed from the caller", sizeof ctx->selection_reason);
+  if ((err = clRetainContext(context)) != CL_SUCCESS) {
+    free(ctx);
+    return asp_fail_cl(NULL, err, "clRetainContext");
+  }
+  ctx->cl_ctx = context;
+  if ((err = clRetainCommandQueue(queue)) != CL_SUCCESS) {
+    st = asp_fail_cl(NULL, err, "clRetainCommandQueue");
+    adasplash_context_release(ctx);
+    return st;
+  }
+  ctx->queue = queue;
+  ctx->device = device;
+  ctx->owned = 0;
+  st = asp_context_finish(ctx, &o);
+  if (st != ADASPLASH_SUCCESS) {
+    adasplash_context_release(ctx);
+    return st;
+  }
+  *out = ctx;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_release(adasplash_context *ctx) {
+  if (!ctx) return ADASPLASH_SUCCESS;
+  asp_program_release_all(ctx);
+  if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+  if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
+  asp_mutex_destroy(&ctx->lock);
+  free(ctx);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_get_cl(const adasplash_context *ctx, cl_context *context,
+                                          cl_device_id *device, cl_command_queue *queue) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_cl: ctx is NULL");
+  if (context) *context = ctx->cl_ctx;
+  if (device) *device = ctx->device;
+  if (queue) *queue = ctx->queue;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_get_device_info(const adasplash_context *ctx,
+                                                   adasplash_device_info *info) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_device_info: ctx is NULL");
+  if (!info)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_device_info: info is NULL");
+  if (info->struct_size < sizeof(size_t) || info->struct_size > sizeof *info)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_device_info: info->struct_size=%zu (expected %zu)",
+                    info->struct_size, sizeof *info);
+  size_t n = info->struct_size;
+  memcpy(info, &ctx->dev.info, n);
+  info->struct_size = n;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_get_cache_stats(const adasplash_context *ctx,
+                                                   adasplash_cache_stats *stats) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_cache_stats: ctx is NULL");
+  if (!stats)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_cache_stats: stats is NULL");
+  if (stats->struct_size < sizeof(size_t) || stats->struct_size > sizeof *stats)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_get_cache_stats: stats->struct_size=%zu (expected %zu)",
+                    stats->struct_size, sizeof *stats);
+  size_t n = stats->struct_size;
+  adasplash_context *c = (adasplash_context *)ctx;
+  asp_mutex_lock(&c->lock);
+  memcpy(stats, &c->stats, n);
+  asp_mutex_unlock(&c->lock);
+  stats->struct_size = n;
+  return ADASPLASH_SUCCESS;
+}
+
+/* ---- enqueue helpers ------------------------------------------------------------------------- */
+
+cl_command_queue asp_queue_or_default(const adasplash_context *ctx, cl_command_queue queue) {
+  return queue ? queue : ctx->queue;
+}
+
+adasplash_status asp_set_args(const adasplash_context *ctx, const asp_kernel *k,
+                              const asp_arg *args, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    cl_int err = clSetKernelArg(k->kernel, (cl_uint)i, args[i].size, args[i].value);
+    if (err != CL_SUCCESS) {
+      char what[128];
+      snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", k->name, i);
+      return asp_fail_cl(ctx, err, what);
+    }
+  }
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queue,
+                             const asp_kernel *k, cl_uint dims, const size_t *global,
+                             const size_t *local, cl_uint nwait, const cl_event *wait,
+                             cl_event *event) {
+  cl_int err = clEnqueueNDRangeKernel(queue, k->kernel, dims, NULL, global, local, nwait,
+                                      nwait ? wait : NULL, event);
+  if (err != CL_SUCCESS) {
+    char what[128];
+    snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", k->name);
+    return asp_fail_cl(ctx, err, what);
+  }
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_create_buffer(const adasplash_context *ctx, size_t bytes, cl_mem *out) {
+  cl_int err;
+  *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+  if (err != CL_SUCCESS) {
+    *out = NULL;
+    return asp_fail_cl(ctx, err, "clCreateBuffer(internal scratch)");
+  }
+  return ADASPLASH_SUCCESS;
+}
+
+/* ---- command chains ------------------------------------------------------------------------- */
+
+void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,
+                    cl_uint nwait, const cl_event *wait) {
+  c->ctx = ctx;
+  c->queue = asp_queue_or_default(ctx, queue);
+  c->nwait = nwait;
+  c->wait = nwait ? wait : NULL;
+  c->last = NULL;
+}
+
+static void asp_chain_deps(const asp_chain *c, cl_uint *n, const cl_event **list) {
+  if (c->last) {
+    *n = 1;
+    *list = &c->last;
+  } else {
+    *n = c->nwait;
+    *list = c->wait;
+  }
+}
+
+static void asp_chain_advance(asp_chain *c, cl_event ev) {
+  if (c->last) clReleaseEvent(c->last);
+  c->last = ev;
+}
+
+adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
+                                  const size_t *global, const size_t *local) {
+  cl_uint n;
+  const cl_event *list;
+  asp_chain_deps(c, &n, &list);
+  cl_event ev = NULL;
+  adasplash_status st = asp_enqueue(c->ctx, c->queue, k, dims, global, local, n, list, &ev);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain_advance(c, ev);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, size_t pattern_size,
+                                size_t offset, size_t size) {
+  if (size == 0) return ADASPLASH_SUCCESS;
+  cl_uint n;
+  const cl_event *list;
+  asp_chain_deps(c, &n, &list);
+  cl_event ev = NULL;
+  cl_int err =
+      clEnqueueFillBuffer(c->queue, buf, pattern, pattern_size, offset, size, n, list, &ev);
+  if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueFillBuffer");
+  asp_chain_advance(c, ev);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_chain_finish(asp_chain *c, cl_event *event) {
+  if (!c->last && event) {
+    cl_int err = clEnqueueMarkerWithWaitList(c->queue, c->nwait, c->wait, &c->last);
+    if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueMarkerWithWaitList");
+  }
+  if (event)
+    *event = c->last;
+  else if (c->last)
+    clReleaseEvent(c->last);
+  c->last = NULL;
+  return ADASPLASH_SUCCESS;
+}
+
+void asp_chain_abandon(asp_chain *c) {
+  if (c->last) clReleaseEvent(c->last);
+  c->last = NULL;
+}

@@ -1,0 +1,638 @@
+/*
+ * entmax_rows.c - host side of the row-wise alpha-entmax operator: argument validation, the launch
+ * plan (work-group size, bins, row caching in local memory, segmenting long rows), and the
+ * enqueueing of the forward, backward and softmax-baseline kernels of cl/entmax_rows.cl.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "entmax_rows.h"
+
+#define ASP_ROWS_KMAX 64
+#define ASP_ROWS_VPT 4
+/* Bytes the host reserves per row for the kernel's asp_row_solver struct (11 four-byte fields). */
+#define ASP_ROWS_STATE_BYTES 64
+#define ASP_ROWS_NSUM 8
+
+enum { RP_WG = 0, RP_BINS, RP_STATIC_LOCAL };
+
+static const char *const asp_rows_kernels[] = {
+    "entmax_rows_forward",  "entmax_seg_hist",   "entmax_seg_start",     "entmax_seg_sweep",
+    "entmax_seg_step",      "entmax_seg_output", "entmax_rows_backward", "entmax_seg_bwd_sums",
+    "entmax_seg_bwd_apply", "entmax_sum_floats", "softmax_rows_forward"};
+
+static void asp_rows_plan_key(adasplash_dtype dtype, char *key, size_t size) {
+  snprintf(key, size, "rows:dtype=%d", (int)dtype);
+}
+
+static void asp_rows_defines(adasplash_dtype dtype, int wg, int bins, char *out, size_t size) {
+  asp_defines d;
+  asp_defines_init(&d);
+  asp_defines_add_int(&d, "ASP_DTYPE", (long)dtype);
+  asp_defines_add_int(&d, "ASP_WG", wg);
+  asp_defines_add_int(&d, "ASP_BINS", bins);
+  asp_defines_add_int(&d, "ASP_KMAX", ASP_ROWS_KMAX);
+  asp_defines_add_int(&d, "ASP_VPT", ASP_ROWS_VPT);
+  asp_defines_text(&d, out, size);
+}
+
+/* Static local memory of the forward kernel (histogram, reductions, candidates, state). */
+static size_t asp_rows_static_local(int wg, int bins) {
+  return (size_t)3 * (size_t)(bins + 1) * 4 + (size_t)ASP_ROWS_NSUM * (size_t)wg * 4 +
+         ASP_ROWS_KMAX * 4 + 256;
+}
+
+adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype) {
+  char key[128];
+  asp_rows_plan_key(dtype, key, sizeof key);
+  asp_plan plan;
+  if (asp_plan_find(ctx, key, &plan)) return ADASPLASH_SUCCESS;
+  const asp_tuning *t = &ctx->tuning;
+  int wg = t->rows_wg;
+  while ((unsigned long)wg > t->max_wg && wg > 16) wg /= 2;
+  int bins = t->rows_bins;
+  while (asp_rows_static_local(wg, bins) + 1024 > t->local_mem && bins > 4) bins /= 2;
+  while (asp_rows_static_local(wg, bins) + 1024 > t->local_mem && wg > 16) wg /= 2;
+  if (asp_rows_static_local(wg, bins) > t->local_mem)
+    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                    "row entmax needs %zu bytes of local memory, the device offers %lu",
+                    asp_rows_static_local(wg, bins), t->local_mem);
+  for (;;) {
+    char defines[1024];
+    asp_rows_defines(dtype, wg, bins, defines, sizeof defines);
+    asp_program *program = NULL;
+    adasplash_status st = asp_program_get(ctx, ASP_PROGRAM_ENTMAX_ROWS, defines, &program);
+    if (st != ADASPLASH_SUCCESS) return st;
+    /* Every kernel must accept the work-group size it was compiled for (registers may limit it). */
+    size_t fit = (size_t)wg;
+    for (size_t i = 0; i < sizeof asp_rows_kernels / sizeof asp_rows_kernels[0]; ++i) {
+      const asp_kernel *k = asp_program_kernel(program, asp_rows_kernels[i]);
+      if (!k)
+        return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from entmax_rows.cl",
+                        asp_rows_kernels[i]);
+      if (strcmp(asp_rows_kernels[i], "entmax_seg_start") != 0 &&
+          strcmp(asp_rows_kernels[i], "entmax_seg_step") != 0 && k->max_work_group_size < fit)
+        fit = k->max_work_group_size;
+    }
+    if (fit >= (size_t)wg) {
+      int params[ASP_PLAN_PARAMS] = {0};
+      params[RP_WG] = wg;
+      params[RP_BINS] = bins;
+      params[RP_STATIC_LOCAL] = (int)asp_rows_static_local(wg, bins);
+      return asp_plan_store(ctx, key, program, params);
+    }
+    if (wg <= 16)
+      return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                      "row entmax kernels accept only %zu work-items on this device", fit);
+    wg /= 2;
+  }
+}
+
+static adasplash_status asp_rows_plan(adasplash_context *ctx, adasplash_dtype dtype,
+                                      asp_plan *plan) {
+  char key[128];
+  asp_rows_plan_key(dtype, key, sizeof key);
+  if (!asp_plan_find(ctx, key, plan))
+    return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
+                    "row entmax kernels for dtype %d are not compiled: call "
+                    "adasplash_entmax_prepare (or adasplash_warmup) first",
+                    (int)dtype);
+  return ADASPLASH_SUCCESS;
+}
+
+static const asp_kernel *asp_rows_kernel(const asp_plan *plan, const char *name) {
+  return asp_program_kernel(plan->program, name);
+}
+
+/* 2^qbits so that (count of a bin) * qscale < 2^32 for any bin of a row of `cols` entries. */
+static float asp_rows_qscale(size_t cols) {
+  int bits = 0;
+  while (bits < 40 && ((size_t)1 << bits) <= cols) ++bits;
+  int q = 31 - bits;
+  if (q > 16) q = 16;
+  if (q < 0) q = 0;
+  return (float)(1u << q);
+}
+
+typedef struct asp_rows_common_args {
+  cl_ulong offset, row_stride;
+  cl_int rows, cols;
+  cl_float alpha;
+  cl_mem alpha_buf;
+  cl_int has_alpha;
+  cl_mem valid;
+  cl_int has_valid;
+} asp_rows_common_args;
+
+static asp_rows_common_args asp_rows_args(const asp_rows_job *job) {
+  asp_rows_common_args a;
+  a.offset = (cl_ulong)job->offset;
+  a.row_stride = (cl_ulong)job->row_stride;
+  a.rows = (cl_int)job->rows;
+  a.cols = (cl_int)job->cols;
+  a.alpha = job->alpha;
+  a.alpha_buf = job->alpha_buf;
+  a.has_alpha = job->alpha_buf != NULL;
+  a.valid = job->valid_cols;
+  a.has_valid = job->valid_cols != NULL;
+  return a;
+}
+
+static size_t asp_rows_segments(const adasplash_context *ctx, size_t cols) {
+  size_t seg = (size_t)ctx->tuning.rows_seg_cols;
+  return cols > seg ? (cols + seg - 1) / seg : 1;
+}
+
+adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
+                                  cl_mem x, cl_mem y, cl_mem sweeps) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const int wg = plan.params[RP_WG];
+  asp_rows_common_args a = asp_rows_args(job);
+  cl_float tol = job->tolerance;
+  cl_int max_iter = job->max_iter, use_hist = job->use_hist;
+  cl_float qscale = asp_rows_qscale(job->cols);
+  cl_int has_sweeps = sweeps != NULL;
+  size_t nseg = asp_rows_segments(ctx, job->cols);
+  size_t local[2] = {(size_t)wg, 1};
+
+  if (nseg == 1) {
+    /* Cache the row in local memory when it fits next to the kernel's static arrays. */
+    size_t avail = ctx->tuning.local_mem > (size_t)plan.params[RP_STATIC_LOCAL] + 1024
+                       ? ctx->tuning.local_mem - (size_t)plan.params[RP_STATIC_LOCAL] - 1024
+                       : 0;
+    cl_int cache_cols = 0;
+    if (ctx->tuning.rows_cache && job->cols * 4 <= avail) cache_cols = (cl_int)job->cols;
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_forward");
+    asp_program *p = plan.program;
+    asp_mutex_lock(&p->lock);
+    asp_arg args[] = {ASP_ARG(x),           ASP_ARG(y),
+                      ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
+                      ASP_ARG(a.rows),      ASP_ARG(a.cols),
+                      ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),
+                      ASP_ARG(a.has_alpha), ASP_ARG(a.valid),
+                      ASP_ARG(a.has_valid), ASP_ARG(tol),
+                      ASP_ARG(max_iter),    ASP_ARG(use_hist),
+                      ASP_ARG(qscale),      ASP_ARG(sweeps),
+                      ASP_ARG(has_sweeps),  ASP_LOCAL(cache_cols ? (size_t)cache_cols * 4 : 4),
+                      ASP_ARG(cache_cols)};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    size_t global[1] = {job->rows * (size_t)wg};
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
+    asp_mutex_unlock(&p->lock);
+    return st;
+  }
+
+  /* Long rows: segments of seg_cols columns, histograms merged per row, sweeps as separate
+   * launches (rows that converged return at once). */
+  cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
+  const size_t w = (size_t)plan.params[RP_BINS] + 1;
+  size_t n_rs = job->rows * nseg;
+  /* Scratch: per segment max, info (top, count, bad) and window; per row solver state, partial
+   * sums per segment, candidate count and candidates. */
+  const size_t sizes[7] = {n_rs * 4,
+                           n_rs * 12,
+                           n_rs * 3 * w * 4,
+                           job->rows * ASP_ROWS_STATE_BYTES,
+                           n_rs * ASP_ROWS_NSUM * 4,
+                           job->rows * 4,
+                           job->rows * ASP_ROWS_KMAX * 4};
+  cl_mem parts[7] = {NULL};
+  for (int i = 0; i < 7 && st == ADASPLASH_SUCCESS; ++i)
+    st = asp_create_buffer(ctx, sizes[i], &parts[i]);
+  cl_mem cands = parts[6];
+  asp_program *p = plan.program;
+  asp_mutex_lock(&p->lock);
+  size_t gseg[2] = {nseg * (size_t)wg, job->rows};
+  size_t grow[1] = {job->rows};
+  size_t lone[1] = {1};
+  if (st == ADASPLASH_SUCCESS) {
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_hist");
+    asp_arg args[] = {
+        ASP_ARG(x),       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+        ASP_ARG(a.cols),  ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
+        ASP_ARG(a.valid), ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
+        ASP_ARG(qscale),  ASP_ARG(parts[0]),    ASP_ARG(parts[1]),     ASP_ARG(parts[2])};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+  }
+  if (st == ADASPLASH_SUCCESS) {
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_start");
+    asp_arg args[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
+                      ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(qscale),
+                      ASP_ARG(use_hist),    ASP_ARG(parts[0]), ASP_ARG(parts[1]),
+                      ASP_ARG(parts[2]),    ASP_ARG(parts[3]), ASP_ARG(parts[5])};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, grow, lone);
+  }
+  for (int it = 0; it < max_iter && st == ADASPLASH_SUCCESS; ++it) {
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_sweep");
+    asp_arg args[] = {
+        ASP_ARG(x),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+        ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
+        ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
+        ASP_ARG(parts[3]), ASP_ARG(parts[4]),    ASP_ARG(parts[5]),     ASP_ARG(cands)};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    if (st != ADASPLASH_SUCCESS) break;
+    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_step");
+    asp_arg args2[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
+                       ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(tol),
+                       ASP_ARG(max_iter),    ASP_ARG(parts[3]), ASP_ARG(parts[4]),
+                       ASP_ARG(parts[5]),    ASP_ARG(cands)};
+    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 1, grow, lone);
+  }
+  if (st == ADASPLASH_SUCCESS) {
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_output");
+    asp_arg args[] = {
+        ASP_ARG(x),           ASP_ARG(y),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
+        ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),
+        ASP_ARG(a.has_alpha), ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),
+        ASP_ARG(cnseg),       ASP_ARG(parts[3]), ASP_ARG(sweeps),      ASP_ARG(has_sweeps)};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+  }
+  asp_mutex_unlock(&p->lock);
+  for (int i = 0; i < 7; ++i)
+    if (parts[i]) clReleaseMemObject(parts[i]);
+  return st;
+}
+
+adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *job,
+                                   asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
+                                   cl_mem dalpha_rows) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const int wg = plan.params[RP_WG];
+  asp_rows_common_args a = asp_rows_args(job);
+  cl_int has_dalpha = dalpha_rows != NULL;
+  size_t nseg = asp_rows_segments(ctx, job->cols);
+  size_t local[1] = {(size_t)wg};
+  asp_program *p = plan.program;
+  if (nseg == 1) {
+    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_backward");
+    asp_mutex_lock(&p->lock);
+    asp_arg args[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
+                      ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+                      ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
+                      ASP_ARG(a.has_alpha), ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
+    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    size_t global[1] = {job->rows * (size_t)wg};
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
+    asp_mutex_unlock(&p->lock);
+    return st;
+  }
+  cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
+  cl_mem partials = NULL;
+  st = asp_create_buffer(ctx, job->rows * nseg * 5 * 4, &partials);
+  if (st != ADASPLASH_SUCCESS) return st;
+  size_t gseg[2] = {nseg * (size_t)wg, job->rows};
+  size_t local2[2] = {(size_t)wg, 1};
+  asp_mutex_lock(&p->lock);
+  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_bwd_sums");
+  asp_arg args[] = {
+      ASP_ARG(y),           ASP_ARG(dy),       ASP_ARG(a.offset), ASP_ARG(a.row_stride),
+      ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
+      ASP_ARG(a.has_alpha), ASP_ARG(seg_cols), ASP_ARG(cnseg),    ASP_ARG(partials)};
+  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local2);
+  if (st == ADASPLASH_SUCCESS) {
+    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_bwd_apply");
+    asp_arg args2[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
+                       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+                       ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
+                       ASP_ARG(a.has_alpha), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
+                       ASP_ARG(partials),    ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
+    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
+    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 2, gseg, local2);
+  }
+  asp_mutex_unlock(&p->lock);
+  clReleaseMemObject(partials);
+  return st;
+}
+
+adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dtype,
+                                     asp_chain *chain, cl_mem values, size_t n, cl_mem out) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_plan(ctx, dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_sum_floats");
+  cl_int cn = (cl_int)n;
+  asp_mutex_lock(&plan.program->lock);
+  asp_arg args[] = {ASP_ARG(values), ASP_ARG(cn), ASP_ARG(out)};
+  st = asp_set_args(ctx, k, args, 3);
+  size_t g[1] = {(size_t)plan.params[RP_WG]};
+  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, g, g);
+  asp_mutex_unlock(&plan.program->lock);
+  return st;
+}
+
+adasplash_status asp_rows_softmax(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
+                                  cl_mem x, cl_mem y) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_rows_common_args a = asp_rows_args(job);
+  const asp_kernel *k = asp_rows_kernel(&plan, "softmax_rows_forward");
+  asp_mutex_lock(&plan.program->lock);
+  asp_arg args[] = {ASP_ARG(x),      ASP_ARG(y),     ASP_ARG(a.offset), ASP_ARG(a.row_stride),
+                    ASP_ARG(a.rows), ASP_ARG(a.cols)};
+  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
+  size_t local[1] = {(size_t)plan.params[RP_WG]};
+  size_t global[1] = {job->rows * local[0]};
+  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
+  asp_mutex_unlock(&plan.program->lock);
+  return st;
+}
+
+/* ---- public API ---------------------------------------------------------------------------------
+ */
+
+void adasplash_entmax_desc_init(adasplash_entmax_desc *desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->struct_size = sizeof *desc;
+  desc->dtype = ADASPLASH_F32;
+  desc->alpha = 1.5f;
+  desc->init = ADASPLASH_INIT_HISTOGRAM;
+}
+
+/* Validates desc and fills job. fn names the calling function for messages. */
+static adasplash_status asp_rows_check_desc(const adasplash_context *ctx,
+                                            const adasplash_entmax_desc *d, const char *fn,
+                                            asp_rows_job *job) {
+  if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
+  if (!d) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
+  if (d->struct_size != sizeof *d)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->struct_size=%zu, expected %zu (use adasplash_entmax_desc_init)", fn,
+                    d->struct_size, sizeof *d);
+  if (adasplash_dtype_size(d->dtype) == 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->dtype=%d is not a dtype", fn,
+                    (int)d->dtype);
+  if (d->rows == 0 || d->rows > (size_t)1 << 30)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE, "%s: desc->rows=%zu must be in [1, 2^30]",
+                    fn, d->rows);
+  if (d->cols == 0 || d->cols > (size_t)1 << 30)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE, "%s: desc->cols=%zu must be in [1, 2^30]",
+                    fn, d->cols);
+  size_t stride = d->row_stride ? d->row_stride : d->cols;
+  if (stride < d->cols)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE,
+                    "%s: desc->row_stride=%zu is smaller than cols=%zu (rows would overlap)", fn,
+                    d->row_stride, d->cols);
+  if (!d->alpha_buf && !(d->alpha > 1.0f && d->alpha <= 2.0f))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ALPHA, "%s: desc->alpha=%g must be in (1, 2]", fn,
+                    (double)d->alpha);
+  if (!(d->tolerance >= 0.0f) || d->tolerance > 0.5f)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->tolerance=%g must be in [0, 0.5] (0 = default 1e-6)", fn,
+                    (double)d->tolerance);
+  if (d->max_iter < 0 || d->max_iter > 1000)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->max_iter=%d must be in [0, 1000] (0 = default 32)", fn, d->max_iter);
+  if (d->init != ADASPLASH_INIT_HISTOGRAM && d->init != ADASPLASH_INIT_BRACKET)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->init=%d is not a tau init",
+                    fn, (int)d->init);
+  size_t last;
+  if (!asp_mul_size(d->rows - 1, stride, &last) || !asp_add_size(last, d->cols, &last) ||
+      !asp_add_size(last, d->offset, &last) ||
+      !asp_mul_size(last, adasplash_dtype_size(d->dtype), &last))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_STRIDE,
+                    "%s: offset + rows*row_stride overflows size_t", fn);
+  job->dtype = d->dtype;
+  job->rows = d->rows;
+  job->cols = d->cols;
+  job->row_stride = stride;
+  job->offset = d->offset;
+  job->alpha = d->alpha;
+  job->alpha_buf = d->alpha_buf;
+  job->valid_cols = d->valid_cols;
+  job->tolerance = d->tolerance > 0.0f ? d->tolerance : 1e-6f;
+  job->max_iter = d->max_iter > 0 ? d->max_iter : 32;
+  job->use_hist = d->init == ADASPLASH_INIT_HISTOGRAM;
+  return ADASPLASH_SUCCESS;
+}
+
+static size_t asp_rows_matrix_bytes(const asp_rows_job *job) {
+  return ((job->rows - 1) * job->row_stride + job->cols + job->offset) *
+         adasplash_dtype_size(job->dtype);
+}
+
+static adasplash_status asp_rows_check_common(const adasplash_context *ctx, const asp_rows_job *job,
+                                              cl_command_queue queue, cl_uint nwait,
+                                              const cl_event *wait) {
+  adasplash_status st = asp_check_queue(ctx, queue);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, job->alpha_buf, "desc->alpha_buf", job->rows * 4);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, job->valid_cols, "desc->valid_cols", job->rows * 4);
+  return st;
+}
+
+adasplash_status adasplash_entmax_prepare(adasplash_context *ctx,
+                                          const adasplash_entmax_desc *desc) {
+  asp_rows_job job;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_prepare", &job);
+  if (st != ADASPLASH_SUCCESS) return st;
+  return asp_rows_prepare(ctx, job.dtype);
+}
+
+adasplash_status adasplash_entmax_forward(adasplash_context *ctx, const adasplash_entmax_desc *desc,
+                                          cl_command_queue queue, cl_mem x, cl_mem y, cl_mem sweeps,
+                                          cl_uint nwait, const cl_event *wait, cl_event *event) {
+  asp_rows_job job;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_forward", &job);
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
+  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_check_optional_buffer(ctx, sweeps, "sweeps", job.rows * sizeof(cl_int));
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain chain;
+  asp_chain_init(&chain, ctx, queue, nwait, wait);
+  st = asp_rows_forward(ctx, &job, &chain, x, y, sweeps);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_chain_abandon(&chain);
+    return st;
+  }
+  return asp_chain_finish(&chain, event);
+}
+
+adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
+                                           const adasplash_entmax_desc *desc,
+                                           cl_command_queue queue, cl_mem y, cl_mem dy, cl_mem dx,
+                                           cl_mem dalpha, cl_uint nwait, const cl_event *wait,
+                                           cl_event *event) {
+  asp_rows_job job;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_backward", &job);
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
+  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dy, "dy", bytes);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dx, "dx", bytes);
+  size_t dalpha_bytes = job.alpha_buf ? job.rows * 4 : 4;
+  if (st == ADASPLASH_SUCCESS) st = asp_check_optional_buffer(ctx, dalpha, "dalpha", dalpha_bytes);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain chain;
+  asp_chain_init(&chain, ctx, queue, nwait, wait);
+  cl_mem per_row = NULL;
+  if (dalpha && !job.alpha_buf) st = asp_create_buffer(ctx, job.rows * 4, &per_row);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_rows_backward(ctx, &job, &chain, y, dy, dx, per_row ? per_row : dalpha);
+  if (st == ADASPLASH_SUCCESS && per_row)
+    st = asp_rows_sum_floats(ctx, job.dtype, &chain, per_row, job.rows, dalpha);
+  if (per_row) clReleaseMemObject(per_row);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_chain_abandon(&chain);
+    return st;
+  }
+  return asp_chain_finish(&chain, event);
+}
+
+adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
+                                                const adasplash_entmax_desc *desc,
+                                                cl_command_queue queue, cl_mem x, cl_mem y,
+                                                cl_uint nwait, const cl_event *wait,
+                                                cl_event *event) {
+  asp_rows_job job;
+  adasplash_entmax_desc d;
+  if (desc && desc->struct_size == sizeof d) {
+    d = *desc;
+    d.alpha = 1.5f; /* unused by softmax; keeps the shared validation quiet */
+    d.alpha_buf = NULL;
+    desc = &d;
+  }
+  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_softmax_rows_forward", &job);
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
+  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_chain chain;
+  asp_chain_init(&chain, ctx, queue, nwait, wait);
+  st = asp_rows_softmax(ctx, &job, &chain, x, y);
+  if (st != ADASPLASH_SUCCESS) {
+    asp_chain_abandon(&chain);
+    return st;
+  }
+  return asp_chain_finish(&chain, event);
+}
+
+/* ---- host-memory variants
+ * ------------------------------------------------------------------------- */
+
+typedef struct asp_host_buffers {
+  cl_mem mem[6];
+  int count;
+} asp_host_buffers;
+
+static adasplash_status asp_host_upload(adasplash_context *ctx, asp_host_buffers *hb,
+                                        const void *data, size_t bytes, cl_mem *out) {
+  cl_int err;
+  cl_mem_flags flags = CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0);
+  *out = clCreateBuffer(ctx->cl_ctx, flags, bytes ? bytes : 4, data ? (void *)data : NULL, &err);
+  if (err != CL_SUCCESS) return asp_fail_cl(ctx, err, "clCreateBuffer(host copy)");
+  hb->mem[hb->count++] = *out;
+  return ADASPLASH_SUCCESS;
+}
+
+static void asp_host_release(asp_host_buffers *hb) {
+  for (int i = 0; i < hb->count; ++i) clReleaseMemObject(hb->mem[i]);
+  hb->count = 0;
+}
+
+static adasplash_status asp_host_read(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes) {
+  cl_int err = clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+  return err == CL_SUCCESS ? ADASPLASH_SUCCESS : asp_fail_cl(ctx, err, "clEnqueueReadBuffer");
+}
+
+static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
+                                            const adasplash_entmax_desc *desc, const char *fn,
+                                            const float *alpha, const int *valid_cols,
+                                            adasplash_entmax_desc *dev_desc, asp_host_buffers *hb) {
+  asp_rows_job job;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, &job);
+  if (st != ADASPLASH_SUCCESS && !(st == ADASPLASH_ERROR_INVALID_ALPHA && alpha)) return st;
+  if (desc->alpha_buf || desc->valid_cols)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "%s: desc->alpha_buf and desc->valid_cols must be NULL (pass host arrays)", fn);
+  if (alpha)
+    for (size_t r = 0; r < desc->rows; ++r)
+      if (!(alpha[r] > 1.0f && alpha[r] <= 2.0f))
+        return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ALPHA, "%s: alpha[%zu]=%g must be in (1, 2]",
+                        fn, r, (double)alpha[r]);
+  *dev_desc = *desc;
+  if (alpha) {
+    dev_desc->alpha = 1.5f;
+    st = asp_rows_check_desc(ctx, dev_desc, fn, &job);
+    if (st != ADASPLASH_SUCCESS) return st;
+  }
+  st = asp_rows_prepare(ctx, desc->dtype);
+  if (st == ADASPLASH_SUCCESS && alpha)
+    st = asp_host_upload(ctx, hb, alpha, desc->rows * 4, &dev_desc->alpha_buf);
+  if (st == ADASPLASH_SUCCESS && valid_cols)
+    st = asp_host_upload(ctx, hb, valid_cols, desc->rows * 4, &dev_desc->valid_cols);
+  return st;
+}
+
+adasplash_status adasplash_entmax_forward_host(adasplash_context *ctx,
+                                               const adasplash_entmax_desc *desc, const void *x,
+                                               void *y, const float *alpha, const int *valid_cols,
+                                               int *sweeps) {
+  const char *fn = "adasplash_entmax_forward_host";
+  if (ctx && desc && (!x || !y))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn, x ? "y" : "x");
+  asp_host_buffers hb = {{NULL}, 0};
+  adasplash_entmax_desc d;
+  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb);
+  asp_rows_job job;
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
+  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  cl_mem bx = NULL, by = NULL, bs = NULL;
+  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, x, bytes, &bx);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, y, bytes, &by);
+  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_upload(ctx, &hb, NULL, job.rows * 4, &bs);
+  if (st == ADASPLASH_SUCCESS)
+    st = adasplash_entmax_forward(ctx, &d, NULL, bx, by, bs, 0, NULL, NULL);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_read(ctx, by, y, bytes);
+  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_read(ctx, bs, sweeps, job.rows * 4);
+  asp_host_release(&hb);
+  return st;
+}
+
+adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
+                                                const adasplash_entmax_desc *desc, const void *y,
+                                                const void *dy, void *dx, const float *alpha,
+                                                const int *valid_cols, float *dalpha) {
+  const char *fn = "adasplash_entmax_backward_host";
+  if (ctx && desc && (!y || !dy || !dx))
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                    !y ? "y" : (!dy ? "dy" : "dx"));
+  (void)valid_cols; /* the backward reads the validity from y (zeros) */
+  asp_host_buffers hb = {{NULL}, 0};
+  adasplash_entmax_desc d;
+  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb);
+  asp_rows_job job;
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
+  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  cl_mem by = NULL, bdy = NULL, bdx = NULL, bda = NULL;
+  size_t da_bytes = alpha ? job.rows * 4 : 4;
+  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, y, bytes, &by);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, dy, bytes, &bdy);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, dx, bytes, &bdx);
+  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_upload(ctx, &hb, NULL, da_bytes, &bda);
+  if (st == ADASPLASH_SUCCESS)
+    st = adasplash_entmax_backward(ctx, &d, NULL, by, bdy, bdx, bda, 0, NULL, NULL);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_read(ctx, bdx, dx, bytes);
+  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_read(ctx, bda, dalpha, da_bytes);
+  asp_host_release(&hb);
+  return st;
+}

@@ -1,0 +1,211 @@
+/*
+ * internal.h - the context structure and the internal interfaces shared by the host sources.
+ * Nothing here is part of the public API.
+ */
+#ifndef ASP_INTERNAL_H
+#define ASP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adasplash.h"
+#include "platform.h"
+#include "tuning.h"
+
+/* ---- errors (status.c) ------------------------------------------------------------------------
+ */
+
+/* Records an error on ctx (may be NULL) and on the calling thread; returns status for chaining. */
+adasplash_status asp_fail(const adasplash_context *ctx, adasplash_status status, const char *fmt,
+                          ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Maps a failed OpenCL call to a status (out-of-memory codes to their statuses) and records it. */
+adasplash_status asp_fail_cl(const adasplash_context *ctx, cl_int err, const char *what);
+const char *asp_cl_error_name(cl_int err);
+
+/* ---- device description (device_info.c) -------------------------------------------------------
+ */
+
+typedef struct asp_device {
+  adasplash_device_info info; /* public view (info.local_mem_size etc. are the raw device values) */
+  cl_platform_id platform;
+  int is_gpu, is_cpu;
+  int is_nvidia, is_amd, is_intel, is_pocl;
+  int is_oclgrind;
+} asp_device;
+
+adasplash_status asp_device_describe(const adasplash_context *ctx, cl_device_id device,
+                                     asp_device *out);
+
+/* ---- device selection (device_select.c) -------------------------------------------------------
+ */
+
+/* Picks a device by selection string (NULL: default rule). On success *device and *platform are set
+ * and reason (if non-NULL) says why. Returns ADASPLASH_ERROR_NO_DEVICE when nothing matches. */
+adasplash_status asp_select_device(const char *selection, cl_platform_id *platform,
+                                   cl_device_id *device, char *reason, size_t reason_size);
+
+/* ---- programs (kernel_source.c, program_cache.c) ----------------------------------------------
+ */
+
+/* The program families compiled from cl/ (one entry .cl file each). */
+typedef enum asp_program_family {
+  ASP_PROGRAM_ENTMAX_ROWS = 0,
+  ASP_PROGRAM_ATTENTION,
+  ASP_PROGRAM_SOFTMAX_FLASH,
+  ASP_PROGRAM_UTILITY,
+  ASP_PROGRAM_FAMILY_COUNT
+} asp_program_family;
+
+const char *asp_program_file(asp_program_family family);
+
+/* Self-contained source of a program: from the embedded table, or read from kernel_dir (with
+ * #include "x.clh" resolved) when kernel_dir is non-empty. *text is malloc'd. */
+adasplash_status asp_kernel_source(const adasplash_context *ctx, asp_program_family family,
+                                   char **text, size_t *length);
+
+typedef struct asp_kernel {
+  char name[64];
+  cl_kernel kernel;
+  size_t max_work_group_size; /* CL_KERNEL_WORK_GROUP_SIZE */
+  cl_ulong local_mem_size;    /* CL_KERNEL_LOCAL_MEM_SIZE (static part) */
+} asp_kernel;
+
+/* A compiled program variant with all its kernels. Kernel argument setting and enqueueing must
+ * happen under `lock` (OpenCL kernel objects are not safe to configure from two threads). */
+typedef struct asp_program {
+  asp_program_family family;
+  char *options; /* canonical build options (defines included) */
+  cl_program program;
+  asp_kernel *kernels;
+  size_t kernel_count;
+  asp_mutex lock;
+  struct asp_program *next;
+} asp_program;
+
+/* Finds or builds the program (memory cache, then disk cache, then source). defines: canonical
+ * "-DNAME=value ..." string (sorted by the caller's builder). */
+adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
+                                 const char *defines, asp_program **program);
+/* Finds an already built program without building; NULL if absent. */
+asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
+                              const char *defines);
+/* Kernel by name in a program; NULL if absent. */
+const asp_kernel *asp_program_kernel(const asp_program *program, const char *name);
+void asp_program_release_all(adasplash_context *ctx);
+
+/* A prepared plan: the parameters an operator settled on for one variant (after fitting them to
+ * the device and the compiled kernels' limits) and the program that implements them. Enqueue paths
+ * look plans up by key and never compile. */
+#define ASP_PLAN_PARAMS 16
+typedef struct asp_plan {
+  char key[128];
+  asp_program *program;
+  int params[ASP_PLAN_PARAMS];
+  struct asp_plan *next;
+} asp_plan;
+
+/* Returns a copy of the plan for key in *out (1) or 0 when not prepared yet. */
+int asp_plan_find(adasplash_context *ctx, const char *key, asp_plan *out);
+adasplash_status asp_plan_store(adasplash_context *ctx, const char *key, asp_program *program,
+                                const int *params);
+
+/* Canonical define lists: add in any order, asp_defines_text() returns them sorted. */
+typedef struct asp_defines {
+  char items[32][64];
+  int count;
+} asp_defines;
+void asp_defines_init(asp_defines *d);
+void asp_defines_add_int(asp_defines *d, const char *name, long value);
+/* Writes "-DA=1 -DB=2 ..." sorted by name into out. */
+void asp_defines_text(const asp_defines *d, char *out, size_t out_size);
+
+/* ---- the context (context.c) ------------------------------------------------------------------
+ */
+
+struct adasplash_context {
+  cl_context cl_ctx;
+  cl_device_id device;
+  cl_command_queue queue;
+  int owned; /* 1: the library created cl_ctx and queue */
+  asp_device dev;
+  asp_tuning tuning;
+  adasplash_kernel_path path;
+  char selection_reason[128];
+  /* Program cache */
+  asp_mutex lock; /* protects programs, stats and the error fields */
+  asp_program *programs;
+  asp_plan *plans;
+  adasplash_cache_stats stats;
+  int disk_cache; /* 1: read/write the disk cache at cache_dir */
+  char cache_dir[512];
+  char kernel_dir[512];
+  /* Last error */
+  adasplash_status last_status;
+  cl_int last_cl_error;
+  char last_error[4096];
+};
+
+/* ---- argument validation helpers (validate.c) -------------------------------------------------
+ */
+
+/* Checks that buf is a buffer of ctx's cl_context with at least need_bytes; name is the argument
+ * name for the message. */
+adasplash_status asp_check_buffer(const adasplash_context *ctx, cl_mem buf, const char *name,
+                                  size_t need_bytes);
+/* Like asp_check_buffer but NULL is allowed (returns success). */
+adasplash_status asp_check_optional_buffer(const adasplash_context *ctx, cl_mem buf,
+                                           const char *name, size_t need_bytes);
+adasplash_status asp_check_queue(const adasplash_context *ctx, cl_command_queue queue);
+adasplash_status asp_check_wait_list(const adasplash_context *ctx, cl_uint n, const cl_event *list);
+/* a*b and a+b with overflow detection (return 0 on overflow). */
+int asp_mul_size(size_t a, size_t b, size_t *out);
+int asp_add_size(size_t a, size_t b, size_t *out);
+
+/* ---- enqueue helpers (context.c) --------------------------------------------------------------
+ */
+
+cl_command_queue asp_queue_or_default(const adasplash_context *ctx, cl_command_queue queue);
+/* Sets kernel arguments from a list; each entry is (size, pointer). */
+typedef struct asp_arg {
+  size_t size;
+  const void *value;
+} asp_arg;
+#define ASP_ARG(v) ((asp_arg){sizeof(v), &(v)})
+#define ASP_LOCAL(bytes) ((asp_arg){(bytes), NULL})
+adasplash_status asp_set_args(const adasplash_context *ctx, const asp_kernel *k,
+                              const asp_arg *args, size_t count);
+/* Enqueues a 1-D/2-D/3-D range. global sizes are in work-items. */
+adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queue,
+                             const asp_kernel *k, cl_uint dims, const size_t *global,
+                             const size_t *local, cl_uint nwait, const cl_event *wait,
+                             cl_event *event);
+/* A sequence of commands of one call: each waits for the previous one (so out-of-order queues
+ * work too); the first waits for the caller's wait list; the last one's event goes to the caller.
+ */
+typedef struct asp_chain {
+  const adasplash_context *ctx;
+  cl_command_queue queue;
+  cl_uint nwait;
+  const cl_event *wait;
+  cl_event last;
+} asp_chain;
+void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,
+                    cl_uint nwait, const cl_event *wait);
+adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
+                                  const size_t *global, const size_t *local);
+adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, size_t pattern_size,
+                                size_t offset, size_t size);
+/* Hands the last event to *event (if non-NULL) or releases it. With no command enqueued, a marker
+ * stands in so the caller still gets an event that completes after its wait list. */
+adasplash_status asp_chain_finish(asp_chain *c, cl_event *event);
+/* On an error path: release the last event. */
+void asp_chain_abandon(asp_chain *c);
+
+/* Creates a temporary device buffer (released by the caller with clReleaseMemObject). */
+adasplash_status asp_create_buffer(const adasplash_context *ctx, size_t bytes, cl_mem *out);
+
+#endif /* ASP_INTERNAL_H */

@@ -1,0 +1,134 @@
+/*
+ * tuning.c - default launch parameters per device class, the tuned-file and ADASPLASH_TUNE
+ * overrides, and their validation. Planners (attention.c, entmax_rows.c) then fit these values to
+ * the device's local-memory and work-group limits.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "tuning.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASP_KEY(field, is_ulong, lo, hi, meaning) \
+  { #field, offsetof(asp_tuning, field), is_ulong, lo, hi, meaning }
+
+static const asp_tuning_key asp_keys[] = {
+    ASP_KEY(local_mem, 1, 4096, 1L << 30, "local memory bytes the planners may use"),
+    ASP_KEY(max_wg, 1, 16, 1 << 16, "work-items per work-group at most"),
+    ASP_KEY(attn_tile, 0, 8, 128,
+            "attention: queries per work-group = keys per tile (bitmap tile side)"),
+    ASP_KEY(attn_wg, 0, 16, 1024, "attention: work-items per work-group"),
+    ASP_KEY(attn_dk, 0, 4, 256, "attention: head-dim columns staged per step"),
+    ASP_KEY(attn_bins, 0, 2, 256, "attention: histogram bins per unit of scaled score"),
+    ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
+    ASP_KEY(rows_bins, 0, 2, 1024, "rows: histogram bins per unit of scaled score"),
+    ASP_KEY(rows_seg_cols, 0, 64, 1 << 30, "rows: split rows longer than this across work-groups"),
+    ASP_KEY(rows_cache, 0, 0, 1, "rows: keep a row in local memory when it fits"),
+};
+
+const asp_tuning_key *asp_tuning_keys(size_t *count) {
+  *count = sizeof asp_keys / sizeof asp_keys[0];
+  return asp_keys;
+}
+
+static int asp_power_of_two(long v) {
+  return v > 0 && (v & (v - 1)) == 0;
+}
+
+int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local_mem,
+                     unsigned long device_max_wg, char *err, size_t err_size) {
+  if (!text) return 0;
+  const char *s = text;
+  while (*s) {
+    /* One item: up to ',' or newline; '#' starts a comment to the end of the line. */
+    char item[256];
+    size_t n = 0;
+    while (*s && *s != ',' && *s != '\n' && *s != '#') {
+      if (n + 1 < sizeof item) item[n++] = *s;
+      ++s;
+    }
+    item[n] = '\0';
+    if (*s == '#')
+      while (*s && *s != '\n') ++s;
+    if (*s) ++s;
+    /* Trim. */
+    char *b = item;
+    while (isspace((unsigned char)*b)) ++b;
+    char *e = b + strlen(b);
+    while (e > b && isspace((unsigned char)e[-1])) *--e = '\0';
+    if (!*b) continue;
+    char *eq = strchr(b, '=');
+    if (!eq) {
+      snprintf(err, err_size, "tuning item \"%s\" is not key=value", b);
+      return -1;
+    }
+    *eq = '\0';
+    char *key = b, *value = eq + 1;
+    char *ke = key + strlen(key);
+    while (ke > key && isspace((unsigned char)ke[-1])) *--ke = '\0';
+    while (isspace((unsigned char)*value)) ++value;
+    const asp_tuning_key *k = NULL;
+    for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i)
+      if (strcmp(asp_keys[i].name, key) == 0) k = &asp_keys[i];
+    if (!k) {
+      char known[512] = "";
+      for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i) {
+        strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+        strncat(known, asp_keys[i].name, sizeof known - strlen(known) - 1);
+      }
+      snprintf(err, err_size, "unknown tuning key \"%s\" (known: %s)", key, known);
+      return -1;
+    }
+    errno = 0;
+    char *end = NULL;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end) {
+      snprintf(err, err_size, "tuning key %s: \"%s\" is not an integer", key, value);
+      return -1;
+    }
+    if (v < k->min_value || v > k->max_value) {
+      snprintf(err, err_size, "tuning key %s=%ld is outside [%ld, %ld]", key, v, k->min_value,
+               k->max_value);
+      return -1;
+    }
+    if (strcmp(key, "local_mem") == 0 && (unsigned long)v > device_local_mem) {
+      snprintf(err, err_size, "tuning key local_mem=%ld exceeds the device's %lu bytes", v,
+               device_local_mem);
+      return -1;
+    }
+    if (strcmp(key, "max_wg") == 0 && (unsigned long)v > device_max_wg) {
+      snprintf(err, err_size, "tuning key max_wg=%ld exceeds the device's %lu work-items", v,
+               device_max_wg);
+      return -1;
+    }
+    if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
+         strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
+         strcmp(key, "rows_bins") == 0) &&
+        !asp_power_of_two(v)) {
+      snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
+      return -1;
+    }
+    char *field = (char *)t + k->offset;
+    if (k->is_ulong)
+      *(unsigned long *)(void *)field = (unsigned long)v;
+    else
+      *(int *)(void *)field = (int)v;
+  }
+  return 0;
+}
+
+void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i) {
+    const char *field = (const char *)t + asp_keys[i].offset;
+    long v = asp_keys[i].is_ulong ? (long)*(const unsigned long *)(const void *)field
+                                  : (long)*(const int *)(const void *)field;
+    int w = snprintf(out + used, out_size - used, "%s=%ld\n", asp_keys[i].name, v);
+    if (w < 0 || (size_t)w >= out_size - used) break;
+    used += (size_t)w;
+  }
+}

@@ -1,0 +1,47 @@
+/*
+ * tuning.h - launch parameters: one place for tile sizes, work-group sizes and histogram bins, with
+ * defaults per device class, a per-device tuned file and the ADASPLASH_TUNE override.
+ */
+#ifndef ASP_TUNING_H
+#define ASP_TUNING_H
+
+#include <stddef.h>
+
+typedef struct asp_tuning {
+  /* Device limits the planners respect. Default to the device's values; may be lowered (never
+   * raised) to simulate a smaller device. */
+  unsigned long local_mem; /* bytes of local memory per work-group */
+  unsigned long max_wg;    /* work-items per work-group */
+  /* Fused attention, portable path. */
+  int attn_tile; /* queries per work-group = keys per tile = bitmap tile side (square tiles) */
+  int attn_wg;   /* work-items per work-group */
+  int attn_dk;   /* head-dim columns staged in local memory per step */
+  int attn_bins; /* histogram bins per unit of scaled score (bracket width 1/bins at worst) */
+  /* Row-wise entmax. */
+  int rows_wg;       /* work-items per row (or per row segment) */
+  int rows_bins;     /* histogram bins per unit of scaled score */
+  int rows_seg_cols; /* rows longer than this are split across work-groups */
+  int rows_cache;    /* 1: keep a row in local memory when it fits */
+} asp_tuning;
+
+/* Names and bounds of the keys, for messages and the tuner. */
+typedef struct asp_tuning_key {
+  const char *name;
+  size_t offset; /* into asp_tuning */
+  int is_ulong;
+  long min_value, max_value;
+  const char *meaning;
+} asp_tuning_key;
+
+const asp_tuning_key *asp_tuning_keys(size_t *count);
+
+/* Applies "key=value,key=value" (also newline-separated, '#' comments) to t. On error writes a
+ * message naming the key into err and returns -1. Values are range-checked; local_mem and max_wg
+ * may not exceed device_local_mem / device_max_wg. */
+int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local_mem,
+                     unsigned long device_max_wg, char *err, size_t err_size);
+
+/* Writes the current values as "key=value" lines. */
+void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size);
+
+#endif /* ASP_TUNING_H */

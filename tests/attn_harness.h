@@ -1,0 +1,68 @@
+/*
+ * attn_harness.h - builds attention test problems (inputs, layouts, valid lengths, per-head alpha),
+ * runs the library on them through device buffers and computes the double-precision reference.
+ */
+#ifndef ASP_ATTN_HARNESS_H
+#define ASP_ATTN_HARNESS_H
+
+#include <stddef.h>
+
+#include "adasplash.h"
+#include "reference.h"
+
+typedef struct attn_case {
+  int batch, q_heads, kv_heads, q_len, kv_len, head_dim;
+  int causal;
+  adasplash_dtype dtype;
+  double alpha;       /* used when per_head_alpha is 0 */
+  int per_head_alpha; /* alpha per head from {1.5, 2, 1.3, 1.75, ...} */
+  int varlen;         /* random q_lens / kv_lens (bottom-right causal alignment per batch) */
+  int bshd;           /* [batch, seq, heads, head_dim] layouts with an offset */
+  double scale;       /* 0: 1/sqrt(head_dim) */
+  double beta;        /* > 0: locality generator with this beta; 0: N(0,1) inputs */
+  int alpha_grad;     /* forward saves what d(alpha) needs */
+  adasplash_attention_algorithm algorithm;
+  unsigned long long seed;
+} attn_case;
+
+typedef struct attn_problem {
+  attn_case c;
+  adasplash_attention_desc desc;
+  ref_attention_problem ref;
+  double *alpha_h; /* [q_heads] */
+  float *alpha_f;  /* [q_heads] */
+  int *q_lens, *kv_lens;
+  double *q, *k, *v;              /* contiguous BHSD doubles, already rounded to the dtype */
+  size_t q_n, kv_n;               /* elements of q (and out), of k (and v) */
+  void *q_host, *k_host, *v_host; /* in the desc layouts and dtype */
+  size_t q_bytes, k_bytes, v_bytes, o_bytes;
+} attn_problem;
+
+/* Builds inputs and the descriptor (with device buffers for alpha / lengths when needed). */
+void attn_problem_make(adasplash_context *ctx, const attn_case *c, attn_problem *p);
+void attn_problem_free(attn_problem *p);
+/* A label for messages. */
+void attn_case_label(const attn_case *c, char *out, size_t size);
+
+/* Packs a contiguous BHSD double tensor into a host array of the given layout and dtype, and
+ * unpacks back. which: 'q' (q/out/dout layout), 'k' or 'v'. */
+void attn_pack(const attn_problem *p, char which, const double *src, void *dst);
+void attn_unpack(const attn_problem *p, char which, const void *src, double *dst);
+
+/* Device run of forward (and optionally backward). Results are unpacked to BHSD doubles. */
+typedef struct attn_run {
+  double *out;           /* [q_n] */
+  double *dq, *dk, *dv;  /* when backward ran */
+  float *dalpha;         /* [q_heads] when requested */
+  float *tau;            /* [B*Hq*q_len] (fused entmax only) */
+  unsigned char *active; /* bitmap (fused entmax only) */
+  adasplash_attention_stats stats;
+  int tile;
+} attn_run;
+
+/* dout: BHSD doubles (NULL: forward only). want_dalpha needs c.alpha_grad. */
+void attn_run_library(adasplash_context *ctx, attn_problem *p, const double *dout, int want_dalpha,
+                      attn_run *r);
+void attn_run_free(attn_run *r);
+
+#endif /* ASP_ATTN_HARNESS_H */

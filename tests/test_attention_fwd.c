@@ -1,0 +1,289 @@
+/*
+ * test_attention_fwd.c - fused entmax attention forward against the double-precision reference
+ * over the option matrix (lengths incl. 1 and tile boundaries, causal and not, q_len != kv_len,
+ * varlen, GQA, head dims 16..256, dtypes, alpha 1.5 / 2 / generic / per head, BSHD), plus:
+ * V = ones gives O = 1, tau close to the exact one, the bitmap never skips a tile holding
+ * probability, reported block sparsity conservative and close to the exact share, and the two
+ * baselines (softmax flash vs a host softmax, dense CLBlast vs the reference).
+ *
+ * Tolerances: fp32 |O - O_ref| <= 1e-4 (solver residual <= 1e-5 on sum p, normalised by the
+ * measured sum; fp32 dot products over <= 256 terms and sums over <= kv_len terms with |v| < 5);
+ * 16-bit storage adds half an ulp of the stored output (2^-11 |O| for fp16, 2^-8 |O| for bf16);
+ * inputs are rounded to the dtype before the reference sees them. tau: 2e-4 (1 + |tau|) in the
+ * scaled space (|f'| >= c0 >= 1 near tau, so a 1e-5 residual moves tau by <= 1e-5; fp32 scores of
+ * magnitude |x| carry |x| 2^-23).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn_harness.h"
+#include "test_util.h"
+
+static double unit(adasplash_dtype d) {
+  return d == ADASPLASH_F32 ? 0.0 : (d == ADASPLASH_F16 ? ldexp(1.0, -11) : ldexp(1.0, -8));
+}
+
+/* Softmax attention in double (for the softmax flash baseline). */
+static void host_softmax_attention(const attn_problem *p, double *out) {
+  const attn_case *c = &p->c;
+  const int D = c->head_dim, G = c->q_heads / c->kv_heads;
+  const double scale = p->ref.scale;
+  double *s = (double *)malloc((size_t)c->kv_len * sizeof(double));
+  memset(out, 0, p->q_n * sizeof(double));
+  for (int b = 0; b < c->batch; ++b) {
+    int lq = p->q_lens ? p->q_lens[b] : c->q_len, lk = p->kv_lens ? p->kv_lens[b] : c->kv_len;
+    for (int h = 0; h < c->q_heads; ++h)
+      for (int i = 0; i < lq; ++i) {
+        int nv = c->causal ? i + (lk - lq) + 1 : lk;
+        if (nv > lk) nv = lk;
+        if (nv <= 0) continue;
+        const double *qi = p->q + (((size_t)b * c->q_heads + h) * c->q_len + i) * D;
+        double m = -INFINITY, sum = 0;
+        for (int j = 0; j < nv; ++j) {
+          const double *kj = p->k + (((size_t)b * c->kv_heads + h / G) * c->kv_len + j) * D;
+          double dot = 0;
+          for (int d = 0; d < D; ++d) dot += qi[d] * kj[d];
+          s[j] = dot * scale;
+          m = fmax(m, s[j]);
+        }
+        for (int j = 0; j < nv; ++j) sum += (s[j] = exp(s[j] - m));
+        double *oi = out + (((size_t)b * c->q_heads + h) * c->q_len + i) * D;
+        for (int j = 0; j < nv; ++j) {
+          const double *vj = p->v + (((size_t)b * c->kv_heads + h / G) * c->kv_len + j) * D;
+          for (int d = 0; d < D; ++d) oi[d] += s[j] / sum * vj[d];
+        }
+      }
+  }
+  free(s);
+}
+
+static int check_case(adasplash_context *ctx, attn_case c, int ones) {
+  attn_problem p;
+  attn_problem_make(ctx, &c, &p);
+  if (ones) {
+    for (size_t i = 0; i < p.kv_n; ++i) p.v[i] = 1.0;
+    attn_pack(&p, 'v', p.v, p.v_host);
+  }
+  char label[256];
+  attn_case_label(&c, label, sizeof label);
+  if (ones) strncat(label, " V=1", sizeof label - strlen(label) - 1);
+  attn_run r;
+  attn_run_library(ctx, &p, NULL, 0, &r);
+  double *ref_out = (double *)calloc(p.q_n, sizeof(double));
+  const size_t rows = (size_t)c.batch * c.q_heads * c.q_len;
+  double *ref_tau = (double *)calloc(rows, sizeof(double));
+  double *ref_p = NULL;
+  int ok = 1;
+  if (c.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH) {
+    host_softmax_attention(&p, ref_out);
+  } else {
+    ref_p = (double *)calloc(rows * (size_t)c.kv_len, sizeof(double));
+    if (ref_attention_forward(&p.ref, p.q, p.k, p.v, ref_out, ref_tau, ref_p) != 0) {
+      printf("FAIL: %s: reference rejected the problem\n", label);
+      exit(1);
+    }
+  }
+  double worst = 0.0;
+  size_t worst_at = 0;
+  for (size_t i = 0; i < p.q_n; ++i) {
+    double tol = 1e-4 + unit(c.dtype) * fabs(ref_out[i]);
+    double e = fabs(r.out[i] - ref_out[i]) / tol;
+    if (!(e <= worst)) {
+      worst = isnan(e) ? INFINITY : e;
+      worst_at = i;
+    }
+  }
+  ok &= test_check(worst <= 1.0, "%s: O within tolerance (worst %.3g x tol at %zu: %.6g vs %.6g)",
+                   label, worst, worst_at, r.out[worst_at], ref_out[worst_at]);
+  if (c.algorithm == ADASPLASH_ATTN_ENTMAX) {
+    /* tau against the exact one. */
+    double tw = 0;
+    for (size_t rr = 0; rr < rows; ++rr) {
+      double t = ref_tau[rr], got = r.tau[rr];
+      if (isinf(t)) {
+        if (!isinf(got)) tw = INFINITY;
+        continue;
+      }
+      tw = fmax(tw, fabs(got - t) / (2e-4 * (1.0 + fabs(t))));
+    }
+    ok &= test_check(tw <= 1.0, "%s: tau within tolerance of the exact tau (worst %.3g x tol)",
+                     label, tw);
+    /* Bitmap: conservative, and its sparsity close to the exact share of empty tiles. */
+    const int T = r.tile;
+    const int nqb = (c.q_len + T - 1) / T, nkb = (c.kv_len + T - 1) / T;
+    long missed = 0, visible = 0, empty = 0, skipped = 0;
+    unsigned char *flags = (unsigned char *)malloc((size_t)nqb * nkb);
+    for (int b = 0; b < c.batch; ++b)
+      for (int h = 0; h < c.q_heads; ++h) {
+        const double *pbh = ref_p + ((size_t)b * c.q_heads + h) * c.q_len * (size_t)c.kv_len;
+        ref_block_sparsity(&p.ref, pbh, b, T, T, flags);
+        for (int qb = 0; qb < nqb; ++qb)
+          for (int kb = 0; kb < nkb; ++kb) {
+            int act = r.active[(((size_t)b * c.q_heads + h) * nqb + qb) * nkb + kb];
+            /* A tile holding any nonzero reference probability must be active. */
+            int has_mass = 0;
+            for (int i = qb * T; i < (qb + 1) * T && i < c.q_len && !has_mass; ++i)
+              for (int j = kb * T; j < (kb + 1) * T && j < c.kv_len; ++j)
+                if (pbh[(size_t)i * c.kv_len + j] > 0) {
+                  has_mass = 1;
+                  break;
+                }
+            if (has_mass && !act) ++missed;
+            /* Visible = reference says it is a visible tile (flag 1 = visible and empty). */
+            if (has_mass || flags[(size_t)qb * nkb + kb]) {
+              ++visible;
+              if (flags[(size_t)qb * nkb + kb]) ++empty;
+              if (!act) ++skipped;
+            }
+          }
+      }
+    free(flags);
+    ok &= test_check(missed == 0, "%s: no tile with probability mass is skipped (%ld were)", label,
+                     missed);
+    double ref_sparsity = visible ? (double)empty / (double)visible : 0.0;
+    double our_sparsity = visible ? (double)skipped / (double)visible : 0.0;
+    ok &= test_check(fabs(r.stats.block_sparsity - our_sparsity) < 1e-9 || visible == 0 || c.varlen,
+                     "%s: reported block sparsity %.4f matches the bitmap %.4f", label,
+                     r.stats.block_sparsity, our_sparsity);
+    ok &= test_check(our_sparsity <= ref_sparsity + 1e-12 && our_sparsity >= ref_sparsity - 0.15,
+                     "%s: block sparsity %.4f conservative and close to the exact %.4f", label,
+                     our_sparsity, ref_sparsity);
+    ok &= test_check(r.stats.converged, "%s: converged (residual %.3g, sweeps max %d mean %.2f)",
+                     label, r.stats.max_residual, r.stats.max_sweeps, r.stats.mean_sweeps);
+    if (getenv("TEST_VERBOSE"))
+      printf("  %s: sparsity %.3f (exact %.3f), sweeps max %d mean %.2f, residual %.2g\n", label,
+             our_sparsity, ref_sparsity, r.stats.max_sweeps, r.stats.mean_sweeps,
+             r.stats.max_residual);
+  }
+  free(ref_out);
+  free(ref_tau);
+  free(ref_p);
+  attn_run_free(&r);
+  attn_problem_free(&p);
+  return ok;
+}
+
+int main(int argc, char **argv) {
+  int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  adasplash_context *ctx = test_context(NULL);
+  test_print_device(ctx);
+  const attn_case base = {
+      1, 2, 1, 64, 64, 32, 1, ADASPLASH_F32, 1.5, 0, 0, 0, 0.0, 0.0, 0, ADASPLASH_ATTN_ENTMAX, 1};
+  attn_case c;
+  /* Lengths: 1, tile boundaries, odd sizes; causal and not. */
+  static const int lens[] = {1, 7, 63, 64, 65, 130};
+  for (size_t l = 0; l < sizeof lens / sizeof lens[0]; ++l)
+    for (int causal = 0; causal < 2; ++causal) {
+      c = base;
+      c.q_len = c.kv_len = lens[l];
+      c.causal = causal;
+      c.seed = 100 + l;
+      check_case(ctx, c, 0);
+    }
+  /* q_len != kv_len (bottom-right causal: some rows see no key when q_len > kv_len). */
+  const int qk[][2] = {{37, 130}, {130, 37}, {1, 200}, {100, 1}};
+  for (size_t i = 0; i < sizeof qk / sizeof qk[0]; ++i)
+    for (int causal = 0; causal < 2; ++causal) {
+      c = base;
+      c.q_len = qk[i][0];
+      c.kv_len = qk[i][1];
+      c.causal = causal;
+      check_case(ctx, c, 0);
+    }
+  /* GQA and varlen. */
+  for (int hk = 1; hk <= 4; hk *= 2) {
+    c = base;
+    c.q_heads = 4;
+    c.kv_heads = hk;
+    c.q_len = c.kv_len = 90;
+    check_case(ctx, c, 0);
+  }
+  c = base;
+  c.batch = 3;
+  c.varlen = 1;
+  c.q_len = c.kv_len = 100;
+  check_case(ctx, c, 0);
+  c.causal = 0;
+  check_case(ctx, c, 0);
+  /* Head dims (incl. not multiples of 16), dtypes, alphas, layouts, scale. */
+  static const int dims[] = {16, 32, 64, 96, 128, 256, 40};
+  for (size_t i = 0; i < sizeof dims / sizeof dims[0]; ++i) {
+    if (quick && dims[i] > 64) continue;
+    c = base;
+    c.head_dim = dims[i];
+    c.q_len = c.kv_len = 70;
+    check_case(ctx, c, 0);
+  }
+  static const adasplash_dtype dtypes[] = {ADASPLASH_F16, ADASPLASH_BF16};
+  for (size_t i = 0; i < 2; ++i) {
+    c = base;
+    c.dtype = dtypes[i];
+    c.q_len = c.kv_len = 80;
+    check_case(ctx, c, 0);
+    c.bshd = 1;
+    c.batch = 2;
+    check_case(ctx, c, 0);
+  }
+  static const double alphas[] = {2.0, 1.25, 1.75, 1.1};
+  for (size_t i = 0; i < sizeof alphas / sizeof alphas[0]; ++i) {
+    c = base;
+    c.alpha = alphas[i];
+    c.q_len = c.kv_len = 77;
+    check_case(ctx, c, 0);
+  }
+  c = base;
+  c.per_head_alpha = 1;
+  c.q_heads = 6;
+  c.kv_heads = 3;
+  check_case(ctx, c, 0);
+  c = base;
+  c.bshd = 1;
+  c.batch = 2;
+  c.scale = 0.3;
+  check_case(ctx, c, 0);
+  /* V = ones gives O = 1 on every row with a visible key. */
+  c = base;
+  c.q_len = 50;
+  c.kv_len = 90;
+  c.per_head_alpha = 1;
+  c.q_heads = 4;
+  c.kv_heads = 2;
+  check_case(ctx, c, 1);
+  /* Sparse (locality) inputs: real block skipping. */
+  c = base;
+  c.beta = 2.0;
+  c.q_len = c.kv_len = quick ? 256 : 512;
+  c.head_dim = 64;
+  check_case(ctx, c, 0);
+  c.alpha = 2.0;
+  check_case(ctx, c, 0);
+  c.alpha = 1.3;
+  check_case(ctx, c, 0);
+  /* Baselines. */
+  c = base;
+  c.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
+  c.q_len = 70;
+  c.kv_len = 100;
+  check_case(ctx, c, 0);
+  c.varlen = 1;
+  c.batch = 3;
+  c.q_heads = 4;
+  c.kv_heads = 2;
+  check_case(ctx, c, 0);
+  c = base;
+  c.algorithm = ADASPLASH_ATTN_ENTMAX_DENSE;
+  c.q_len = 70;
+  c.kv_len = 100;
+  c.per_head_alpha = 1;
+  c.q_heads = 4;
+  c.kv_heads = 2;
+  check_case(ctx, c, 0);
+  c.varlen = 1;
+  c.batch = 3;
+  c.dtype = ADASPLASH_BF16;
+  check_case(ctx, c, 0);
+  adasplash_context_release(ctx);
+  return test_finish("test_attention_fwd");
+}

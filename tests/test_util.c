@@ -1,0 +1,131 @@
+/*
+ * test_util.c - helpers shared by the library tests (see test_util.h).
+ */
+#include "test_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reference.h"
+
+static int test_failed = 0;
+static int test_passed = 0;
+
+adasplash_context *test_context(const adasplash_context_options *options) {
+  adasplash_context *ctx = NULL;
+  adasplash_status st = adasplash_context_create(options, &ctx);
+  if (st == ADASPLASH_ERROR_NO_DEVICE) {
+    char msg[512];
+    adasplash_get_last_error(NULL, msg, sizeof msg, NULL);
+    printf("SKIP: no OpenCL device: %s\n", msg);
+    exit(TEST_SKIP);
+  }
+  if (st != ADASPLASH_SUCCESS) {
+    char msg[1024];
+    adasplash_get_last_error(NULL, msg, sizeof msg, NULL);
+    printf("FAIL: adasplash_context_create: %s: %s\n", adasplash_status_string(st), msg);
+    exit(1);
+  }
+  return ctx;
+}
+
+void test_print_device(adasplash_context *ctx) {
+  adasplash_device_info info;
+  info.struct_size = sizeof info;
+  if (adasplash_context_get_device_info(ctx, &info) == ADASPLASH_SUCCESS)
+    printf("device: %s / %s (%s)\n", info.platform_name, info.device_name, info.selection_reason);
+}
+
+int test_check(int ok, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (!ok) {
+    printf("FAIL: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    ++test_failed;
+  } else {
+    ++test_passed;
+    if (getenv("TEST_VERBOSE")) {
+      printf("ok: ");
+      vprintf(fmt, ap);
+      printf("\n");
+    }
+  }
+  va_end(ap);
+  return ok;
+}
+
+int test_failures(void) {
+  return test_failed;
+}
+
+int test_finish(const char *name) {
+  printf("%s: %d checks passed, %d failed\n", name, test_passed, test_failed);
+  return test_failed ? 1 : 0;
+}
+
+void test_require(adasplash_context *ctx, adasplash_status st, const char *what) {
+  if (st == ADASPLASH_SUCCESS) return;
+  char msg[4096];
+  adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
+  printf("FAIL: %s: %s: %s\n", what, adasplash_status_string(st), msg);
+  exit(1);
+}
+
+double test_round(double v, adasplash_dtype dtype) {
+  switch (dtype) {
+    case ADASPLASH_F32:
+      return (double)(float)v;
+    case ADASPLASH_F16:
+      return ref_round_f16(v);
+    case ADASPLASH_BF16:
+      return ref_round_bf16((double)(float)v);
+  }
+  return v;
+}
+
+void test_pack(const double *src, size_t n, adasplash_dtype dtype, void *dst) {
+  float *tmp = (float *)malloc((n ? n : 1) * sizeof *tmp);
+  for (size_t i = 0; i < n; ++i) tmp[i] = (float)src[i];
+  adasplash_convert(tmp, ADASPLASH_F32, dst, dtype, n);
+  free(tmp);
+}
+
+void test_unpack(const void *src, size_t n, adasplash_dtype dtype, double *dst) {
+  float *tmp = (float *)malloc((n ? n : 1) * sizeof *tmp);
+  adasplash_convert(src, dtype, tmp, ADASPLASH_F32, n);
+  for (size_t i = 0; i < n; ++i) dst[i] = tmp[i];
+  free(tmp);
+}
+
+cl_mem test_buffer(adasplash_context *ctx, const void *data, size_t bytes) {
+  cl_context c;
+  cl_command_queue q;
+  adasplash_context_get_cl(ctx, &c, NULL, &q);
+  cl_int err;
+  cl_mem m = clCreateBuffer(c, CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0),
+                            bytes ? bytes : 4, (void *)data, &err);
+  if (err != CL_SUCCESS) {
+    printf("FAIL: clCreateBuffer(%zu) = %d\n", bytes, (int)err);
+    exit(1);
+  }
+  if (!data) {
+    unsigned char zero = 0;
+    clEnqueueFillBuffer(q, m, &zero, 1, 0, bytes ? bytes : 4, 0, NULL, NULL);
+    clFinish(q);
+  }
+  return m;
+}
+
+void test_read(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes) {
+  cl_command_queue q;
+  adasplash_context_get_cl(ctx, NULL, NULL, &q);
+  cl_int err = clEnqueueReadBuffer(q, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    printf("FAIL: clEnqueueReadBuffer = %d\n", (int)err);
+    exit(1);
+  }
+}
