@@ -47,7 +47,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   sizes[ASP_SEC_BITMAP_T] = bh * (size_t)g.nkb * (size_t)g.wq * 4;
   sizes[ASP_SEC_BLOCKSTATS] = bh * (size_t)g.nqb * ASP_STAT_COUNT * 4;
   sizes[ASP_SEC_OUT2] = rows * (size_t)d->head_dim * 4;
-  sizes[ASP_SEC_O3] =
+  sizes[ASP_SEC_ZALPHA] =
       (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? rows * (size_t)d->head_dim * 4 : 0;
   sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nkb * 4;
   sizes[ASP_SEC_DELTA] = rows * 4;
@@ -55,7 +55,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   /* Saved: everything the backward reads. Workspace: the rest (and, for inference, the state). */
   static const int saved_secs[] = {ASP_SEC_HEADER, ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS,
                                    ASP_SEC_BITMAP, ASP_SEC_BITMAP_T, ASP_SEC_BLOCKSTATS,
-                                   ASP_SEC_OUT2,   ASP_SEC_O3};
+                                   ASP_SEC_OUT2,   ASP_SEC_ZALPHA};
   size_t off = 0;
   for (size_t i = 0; i < sizeof saved_secs / sizeof saved_secs[0]; ++i) {
     int s = saved_secs[i];
@@ -302,11 +302,11 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   st = asp_get_workspace(ctx, workspace, saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &views,
                          &ws);
   static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
-                             ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_O3,     ASP_SEC_TILEMAX};
+                             ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_ZALPHA, ASP_SEC_TILEMAX};
   asp_attn_buffers use = lay;
   if (!saved) {
     /* Inference: the state lives in the workspace; nothing for the backward is written. */
-    use.size[ASP_SEC_ROWSTATS] = use.size[ASP_SEC_OUT2] = use.size[ASP_SEC_O3] = 0;
+    use.size[ASP_SEC_ROWSTATS] = use.size[ASP_SEC_OUT2] = use.size[ASP_SEC_ZALPHA] = 0;
     use.size[ASP_SEC_BITMAP_T] = 0;
   }
   if (st == ADASPLASH_SUCCESS)
@@ -384,7 +384,7 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BITMAP]),
                       ASP_ARG(save),
                       ASP_ARG(S[ASP_SEC_OUT2]),
-                      ASP_ARG(S[ASP_SEC_O3]),
+                      ASP_ARG(S[ASP_SEC_ZALPHA]),
                       ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
     st = asp_attn_launch(chain, plan.program, "attn_forward", args, sizeof args / sizeof args[0], 3,
@@ -409,6 +409,7 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, tile, &lay);
   const char *fn = "adasplash_attention_backward";
+  (void)out; /* the fused backward needs only the saved state (out is validated by the caller) */
   st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_attn_views views;
@@ -416,7 +417,7 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   cl_mem ws = NULL;
   st = asp_get_workspace(ctx, workspace, lay.ws_bwd_bytes, &views, &ws);
   static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
-                             ASP_SEC_OUT2,     ASP_SEC_O3,       ASP_SEC_DELTA,  ASP_SEC_DROW};
+                             ASP_SEC_OUT2,     ASP_SEC_ZALPHA,   ASP_SEC_DELTA,  ASP_SEC_DROW};
   asp_attn_buffers use = lay;
   if (!dalpha) use.size[ASP_SEC_DROW] = 0;
   if (st == ADASPLASH_SUCCESS)
@@ -436,12 +437,14 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
   size_t pre_local[1] = {64};
   size_t pre_global[1] = {(rows + 63) / 64 * 64};
-  asp_arg pre[] = {ASP_ARG(out),           ASP_ARG(dout),
-                   ASP_ARG(pr->o),         ASP_ARG(g),
-                   ASP_ARG(alpha),         ASP_ARG(alpha_buf),
-                   ASP_ARG(has_alpha),     ASP_ARG(S[ASP_SEC_OUT2]),
-                   ASP_ARG(S[ASP_SEC_O3]), ASP_ARG(S[ASP_SEC_ROWSTATS]),
-                   ASP_ARG(want_dalpha),   ASP_ARG(S[ASP_SEC_DELTA]),
+  asp_arg pre[] = {ASP_ARG(dout),
+                   ASP_ARG(pr->o),
+                   ASP_ARG(g),
+                   ASP_ARG(S[ASP_SEC_OUT2]),
+                   ASP_ARG(S[ASP_SEC_ZALPHA]),
+                   ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                   ASP_ARG(want_dalpha),
+                   ASP_ARG(S[ASP_SEC_DELTA]),
                    ASP_ARG(drow)};
   st = asp_attn_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
                        pre_global, pre_local);

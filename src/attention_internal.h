@@ -17,7 +17,7 @@ enum {
   ASP_SEC_BITMAP_T,   /* [B,Hq,nkb,wq] the transpose */
   ASP_SEC_BLOCKSTATS, /* [B,Hq,nqb,8] ints */
   ASP_SEC_OUT2,       /* [B,Hq,q_len,head_dim] fp32: sum(s v)/sum(s) */
-  ASP_SEC_O3,         /* [B,Hq,q_len,head_dim] fp32: normalised sum(p ln p v) (alpha gradient) */
+  ASP_SEC_ZALPHA,     /* [B,Hq,q_len,head_dim] fp32: Z with dL/dalpha_row = dO . Z (attn_fwd.clh) */
   ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nkb] score max per tile */
   ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
   ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
