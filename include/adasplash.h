@@ -141,7 +141,9 @@ typedef struct adasplash_context_options {
   const char *device;
   /* Program cache directory. NULL: $ADASPLASH_CACHE_DIR, else $XDG_CACHE_HOME/adasplash-cl, else
    * ~/.cache/adasplash-cl. "off" or "" disables the disk cache. An unwritable directory silently
-   * disables writing. */
+   * disables writing. On PoCL the default location is not used (PoCL caches compiled kernels
+   * itself, and serialising a program binary costs it seconds): name a directory here or in
+   * ADASPLASH_CACHE_DIR to cache there too. */
   const char *cache_dir;
   /* Tuning override "key=value,key=value" (see docs/TUNING.md). NULL: $ADASPLASH_TUNE. */
   const char *tune;
@@ -217,7 +219,9 @@ typedef struct adasplash_cache_stats {
   unsigned long builds;        /* programs compiled from source */
   double build_seconds;        /* wall time spent compiling from source */
   double load_seconds;         /* wall time spent building from cached binaries */
+  double store_seconds;        /* wall time spent fetching and writing binaries to the cache */
   char cache_dir[512];         /* "" when the disk cache is off */
+  char cache_note[160];        /* why the disk cache is off, when it is */
 } adasplash_cache_stats;
 
 ADASPLASH_API adasplash_status adasplash_context_get_cache_stats(const adasplash_context *ctx,
@@ -394,6 +398,9 @@ typedef struct adasplash_attention_stats {
   int converged;       /* 1 if every row met the tolerance */
   double max_residual; /* max over rows of |sum(p) - 1| measured at the final tau */
   int tile_m, tile_n;  /* tile sizes the bitmap uses */
+  /* The same share measured on 64x64 tiles (the convention of the AdaSplash-2 papers and
+   * tools), derived from the bitmap when the tile divides 64; -1 otherwise. */
+  double block_sparsity_64;
 } adasplash_attention_stats;
 
 /* Reads statistics from a saved buffer written by the forward (blocking read on queue). */

@@ -623,6 +623,34 @@ static adasplash_status asp_read_section(adasplash_context *ctx, cl_command_queu
                            : asp_fail_cl(ctx, err, "clEnqueueReadBuffer(saved)");
 }
 
+/* Block sparsity on 64x64 tiles from the bitmap of tile x tile tiles (tile divides 64): a 64-tile
+ * is visible if one of its sub-tiles is (row block qb sees key tiles [0, visible_qb)), and empty
+ * if none of its visible sub-tiles is active. */
+static double asp_sparsity_64(const asp_attn_problem *pr, int tile, const cl_int *bs,
+                              const cl_uint *bm) {
+  const asp_cl_geom g = asp_attn_geom(pr, tile);
+  const int f = 64 / tile;
+  const int nq64 = (g.nqb + f - 1) / f, nk64 = (g.nkb + f - 1) / f;
+  unsigned long visible = 0, empty = 0;
+  for (int bh = 0; bh < g.batch * g.q_heads; ++bh)
+    for (int Q = 0; Q < nq64; ++Q)
+      for (int K = 0; K < nk64; ++K) {
+        int vis = 0, act = 0;
+        for (int qb = Q * f; qb < (Q + 1) * f && qb < g.nqb; ++qb) {
+          const size_t blk = (size_t)bh * g.nqb + qb;
+          const int nvis = bs[blk * ASP_STAT_COUNT + 3];
+          for (int kt = K * f; kt < (K + 1) * f && kt < g.nkb; ++kt) {
+            if (kt >= nvis) continue;
+            vis = 1;
+            if ((bm[blk * g.wk + kt / 32] >> (kt % 32)) & 1u) act = 1;
+          }
+        }
+        visible += (unsigned long)vis;
+        empty += (unsigned long)(vis && !act);
+      }
+  return visible ? (double)empty / (double)visible : 0.0;
+}
+
 adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
                                                 const adasplash_attention_desc *desc,
                                                 cl_command_queue queue, cl_mem saved,
@@ -667,6 +695,22 @@ adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
       memcpy(&res, &b[4], 4);
       if (res > s.max_residual) s.max_residual = res;
     }
+  }
+  s.block_sparsity_64 = -1.0;
+  if (tile <= 64 && 64 % tile == 0) {
+    cl_uint *bm = (cl_uint *)malloc(lay.size[ASP_SEC_BITMAP]);
+    if (!bm) {
+      free(bs);
+      return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
+    }
+    st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_BITMAP, bm);
+    if (st != ADASPLASH_SUCCESS) {
+      free(bm);
+      free(bs);
+      return st;
+    }
+    s.block_sparsity_64 = asp_sparsity_64(&pr, tile, bs, bm);
+    free(bm);
   }
   free(bs);
   s.mean_sweeps = blocks ? sweeps_sum / (double)blocks : 0.0;

@@ -86,6 +86,7 @@ static adasplash_status asp_layout_resolve(const adasplash_context *ctx, const c
 adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
                                      const adasplash_attention_desc *desc, const char *fn,
                                      asp_attn_problem *pr) {
+  memset(pr, 0, sizeof *pr);
   if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
   if (!desc) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
   if (desc->struct_size != sizeof *desc)
@@ -226,6 +227,19 @@ static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax) {
   return m > bwd ? m : bwd;
 }
 
+static const int asp_head_dim_sizes[] = {16, 32, 64, 96, 128, 192, 256};
+
+int asp_attn_padded_head_dim(int head_dim) {
+  for (size_t i = 0; i < sizeof asp_head_dim_sizes / sizeof asp_head_dim_sizes[0]; ++i)
+    if (head_dim <= asp_head_dim_sizes[i]) return asp_head_dim_sizes[i];
+  return ((head_dim + 63) / 64) * 64;
+}
+
+const int *asp_attn_head_dim_sizes(size_t *count) {
+  *count = sizeof asp_head_dim_sizes / sizeof asp_head_dim_sizes[0];
+  return asp_head_dim_sizes;
+}
+
 static int asp_pow2_floor(int v) {
   int p = 1;
   while (p * 2 <= v) p *= 2;
@@ -235,7 +249,7 @@ static int asp_pow2_floor(int v) {
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, asp_plan *out) {
   char key[128];
-  asp_attn_plan_key(family, dtype, head_dim, key, sizeof key);
+  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
   if (!asp_plan_find(ctx, key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "attention kernels for dtype %d, head_dim %d are not compiled: call "
@@ -247,7 +261,7 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out) {
   char key[128];
-  asp_attn_plan_key(family, dtype, head_dim, key, sizeof key);
+  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
   if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
   const asp_tuning *tu = &ctx->tuning;
   int t = tu->attn_tile, wg = tu->attn_wg, dk = tu->attn_dk, bins = tu->attn_bins, kmax = 32;
@@ -264,10 +278,11 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
                       "attention tile %d does not fit a %dx%d work-item grid (attn_wg=%d)", t, tr,
                       tc, wg);
     }
+    /* Padded head dim: the next of a few sizes, so that few programs cover every head dim. */
+    int hd = asp_attn_padded_head_dim(head_dim);
     int dkk = dk < tc ? tc : (dk / tc) * tc;
-    int hd_min = ((head_dim + tc - 1) / tc) * tc;
-    if (dkk > hd_min) dkk = hd_min;
-    int hd = ((head_dim + dkk - 1) / dkk) * dkk;
+    while (dkk > tc && (dkk > hd || hd % dkk != 0)) dkk -= tc;
+    if (hd % dkk != 0) dkk = tc; /* every padded size is a multiple of 16 >= tc here */
     int bb = bins, km = kmax;
     size_t need = asp_attn_local_bytes(t, tc, dkk, bb, km);
     while (need + 256 > tu->local_mem && bb > 4)
@@ -275,9 +290,8 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     while (need + 256 > tu->local_mem && km > 8)
       need = asp_attn_local_bytes(t, tc, dkk, bb, km /= 2);
     while (need + 256 > tu->local_mem && dkk > tc) {
-      dkk /= 2;
-      if (dkk % tc) dkk = tc;
-      hd = ((head_dim + dkk - 1) / dkk) * dkk;
+      dkk -= tc;
+      while (dkk > tc && hd % dkk != 0) dkk -= tc;
       need = asp_attn_local_bytes(t, tc, dkk, bb, km);
     }
     if (need + 256 > tu->local_mem) {

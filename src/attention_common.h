@@ -59,6 +59,10 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, asp_plan *out);
 
+/* The head dim a program is compiled for: the next of {16, 32, 64, 96, 128, 192, 256}. */
+int asp_attn_padded_head_dim(int head_dim);
+const int *asp_attn_head_dim_sizes(size_t *count);
+
 asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile);
 /* The effective logit scale (desc->scale or 1/sqrt(head_dim)). */
 float asp_attn_scale(const adasplash_attention_desc *d);

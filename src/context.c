@@ -127,12 +127,23 @@ static adasplash_status asp_context_finish(adasplash_context *ctx,
                                            const adasplash_context_options *o) {
   adasplash_status st = asp_device_describe(NULL, ctx->device, &ctx->dev);
   if (st != ADASPLASH_SUCCESS) return st;
-#if ADASPLASH_DISK_CACHE_DEFAULT
+  /* The disk cache: an explicit directory (option or $ADASPLASH_CACHE_DIR) is always used; the
+   * default location only when the build enables it and the driver does not cache by itself. */
+  const int explicit_dir = o->cache_dir != NULL || getenv("ADASPLASH_CACHE_DIR") != NULL;
   ctx->disk_cache = asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
-#else
-  ctx->disk_cache =
-      o->cache_dir ? asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir) : 0;
-#endif
+  if (ctx->disk_cache && !explicit_dir && !ADASPLASH_DISK_CACHE_DEFAULT) {
+    ctx->disk_cache = 0;
+    asp_strlcpy(ctx->stats.cache_note, "off: built with ADASPLASH_DISK_CACHE=OFF",
+                sizeof ctx->stats.cache_note);
+  } else if (ctx->disk_cache && !explicit_dir && ctx->dev.is_pocl) {
+    ctx->disk_cache = 0;
+    asp_strlcpy(ctx->stats.cache_note,
+                "off: PoCL caches compiled kernels itself (set ADASPLASH_CACHE_DIR to cache too)",
+                sizeof ctx->stats.cache_note);
+  } else if (!ctx->disk_cache) {
+    asp_strlcpy(ctx->stats.cache_note, "off: disabled by \"off\" or no usable directory",
+                sizeof ctx->stats.cache_note);
+  }
   if (!ctx->disk_cache) ctx->cache_dir[0] = '\0';
   const char *kdir = o->kernel_dir ? o->kernel_dir : asp_getenv("ADASPLASH_KERNEL_DIR");
   if (kdir && asp_strlcpy(ctx->kernel_dir, kdir, sizeof ctx->kernel_dir))
@@ -272,6 +283,7 @@ adasplash_status adasplash_context_create_borrowed(cl_context context, cl_device
 adasplash_status adasplash_context_release(adasplash_context *ctx) {
   if (!ctx) return ADASPLASH_SUCCESS;
   asp_program_release_all(ctx);
+  asp_dense_release(ctx);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   asp_mutex_destroy(&ctx->lock);
@@ -398,14 +410,41 @@ static void asp_chain_advance(asp_chain *c, cl_event ev) {
   c->last = ev;
 }
 
+/* $ADASPLASH_PROFILE=<file>: every kernel the library enqueues is waited for and appended to the
+ * file as CSV (kernel, global and local sizes, milliseconds from profiling events when the queue
+ * has CL_QUEUE_PROFILING_ENABLE, else wall time around the wait). For kernel development only: it
+ * serialises the queue. */
+static void asp_profile_kernel(const asp_chain *c, const asp_kernel *k, cl_uint dims,
+                               const size_t *global, const size_t *local, cl_event ev,
+                               double t_enqueue) {
+  const char *path = asp_getenv("ADASPLASH_PROFILE");
+  if (!path || !ev) return;
+  clWaitForEvents(1, &ev);
+  double ms = 1e3 * (asp_now_seconds() - t_enqueue);
+  cl_ulong start = 0, end = 0;
+  if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
+          CL_SUCCESS &&
+      clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) == CL_SUCCESS &&
+      end >= start)
+    ms = 1e-6 * (double)(end - start);
+  FILE *f = fopen(path, "a");
+  if (!f) return;
+  fprintf(f, "%s,%zu,%zu,%zu,%zu,%.4f\n", k->name, global[0], dims > 1 ? global[1] : 1,
+          dims > 2 ? global[2] : 1, local ? local[0] : 0, ms);
+  fclose(f);
+  (void)c;
+}
+
 adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
                                   const size_t *global, const size_t *local) {
   cl_uint n;
   const cl_event *list;
   asp_chain_deps(c, &n, &list);
   cl_event ev = NULL;
+  double t0 = asp_now_seconds();
   adasplash_status st = asp_enqueue(c->ctx, c->queue, k, dims, global, local, n, list, &ev);
   if (st != ADASPLASH_SUCCESS) return st;
+  asp_profile_kernel(c, k, dims, global, local, ev, t0);
   asp_chain_advance(c, ev);
   return ADASPLASH_SUCCESS;
 }

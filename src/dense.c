@@ -117,6 +117,12 @@ adasplash_status asp_dense_prepare(adasplash_context *ctx, const asp_attn_proble
 
 #if ADASPLASH_HAVE_CLBLAST
 
+void asp_dense_release(adasplash_context *ctx) {
+  /* CLBlast's cache is global: clearing it costs other CLBlast users in the process a recompile,
+   * never a wrong result, while keeping it would leave programs of a released context behind. */
+  if (ctx->used_clblast) CLBlastClearCache();
+}
+
 static adasplash_status asp_blast(asp_chain *c, CLBlastStatusCode code, cl_event ev,
                                   const char *what) {
   if (code != CLBlastSuccess) {
@@ -164,6 +170,7 @@ static adasplash_status asp_gemm_batched(asp_chain *c, int ta, int tb, size_t m,
   }
   cl_event ev = NULL;
   cl_command_queue q = c->queue;
+  ((adasplash_context *)c->ctx)->used_clblast = 1;
   CLBlastStatusCode code =
       CLBlastSgemmBatched(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                           tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alphas, a, aoff,
@@ -441,6 +448,10 @@ adasplash_status asp_dense_backward(adasplash_context *ctx, const asp_attn_probl
 }
 
 #else /* !ADASPLASH_HAVE_CLBLAST */
+
+void asp_dense_release(adasplash_context *ctx) {
+  (void)ctx;
+}
 
 adasplash_status asp_dense_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                    asp_chain *chain, cl_mem q, cl_mem k, cl_mem v, cl_mem out,

@@ -366,6 +366,7 @@ void adasplash_entmax_desc_init(adasplash_entmax_desc *desc) {
 static adasplash_status asp_rows_check_desc(const adasplash_context *ctx,
                                             const adasplash_entmax_desc *d, const char *fn,
                                             asp_rows_job *job) {
+  memset(job, 0, sizeof *job);
   if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
   if (!d) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
   if (d->struct_size != sizeof *d)

@@ -140,7 +140,8 @@ struct adasplash_context {
   asp_program *programs;
   asp_plan *plans;
   adasplash_cache_stats stats;
-  int disk_cache; /* 1: read/write the disk cache at cache_dir */
+  int disk_cache;   /* 1: read/write the disk cache at cache_dir */
+  int used_clblast; /* CLBlast cached programs for cl_ctx (cleared on release) */
   char cache_dir[512];
   char kernel_dir[512];
   /* Last error */
@@ -148,6 +149,11 @@ struct adasplash_context {
   cl_int last_cl_error;
   char last_error[4096];
 };
+
+/* CLBlast keeps programs per cl_context in a process-wide cache that outlives our context (and
+ * would serve stale programs to a new context at the same address): dense.c clears it when a
+ * context that used it is released. */
+void asp_dense_release(adasplash_context *ctx);
 
 /* ---- argument validation helpers (validate.c) -------------------------------------------------
  */

@@ -111,7 +111,40 @@ static asp_program *asp_find_locked(adasplash_context *ctx, asp_program_family f
  * search relies on NaN compares and infinities), then the variant's defines. */
 static void asp_build_options(const adasplash_context *ctx, const char *defines, char *out,
                               size_t size) {
-  snprintf(out, size, "-cl-std=CL1.2 -DASP_PATH=%d %s", (int)ctx->path, defines ? defines : "");
+  /* $ADASPLASH_BUILD_OPTIONS (kernel development, e.g. -cl-nv-verbose) is appended; it is part
+   * of the options and so of the cache key. */
+  const char *extra = asp_getenv("ADASPLASH_BUILD_OPTIONS");
+  snprintf(out, size, "-cl-std=CL1.2 -DASP_PATH=%d %s%s%s", (int)ctx->path, defines ? defines : "",
+           extra ? " " : "", extra ? extra : "");
+}
+
+/* With $ADASPLASH_BUILD_LOG_DIR set, every build from source leaves its compiler log there
+ * (register and spill reports on NVIDIA with -cl-nv-verbose). Best effort, never an error. */
+static void asp_save_build_log(const adasplash_context *ctx, cl_program program,
+                               asp_program_family family, const uint8_t key[32]) {
+  const char *dir = asp_getenv("ADASPLASH_BUILD_LOG_DIR");
+  if (!dir) return;
+  size_t len = 0;
+  if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) !=
+          CL_SUCCESS ||
+      len == 0)
+    return;
+  char *log = (char *)malloc(len + 1);
+  if (!log) return;
+  if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) ==
+      CL_SUCCESS) {
+    log[len] = '\0';
+    char hex[17], path[1024];
+    asp_hex(key, 8, hex);
+    const char *file = asp_program_file(family);
+    snprintf(path, sizeof path, "%s/%.*s-%s.log", dir, (int)(strlen(file) - 3), file, hex);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+      fwrite(log, 1, strlen(log), f);
+      fclose(f);
+    }
+  }
+  free(log);
 }
 
 asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
@@ -238,6 +271,9 @@ static void asp_count(adasplash_context *ctx, unsigned long *counter, double *se
 /* Saves the program's binary to the disk cache (after kernel creation: some drivers compile
  * lazily). Failures only mean no cache entry. */
 static void asp_store_binary(adasplash_context *ctx, asp_program *p, const uint8_t key[32]) {
+  /* The directory first: some drivers (PoCL) spend seconds serialising a binary. */
+  if (asp_disk_cache_prepare(ctx->cache_dir) != 0) return;
+  double t0 = asp_now_seconds();
   size_t size = 0;
   if (clGetProgramInfo(p->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
           CL_SUCCESS ||
@@ -247,9 +283,8 @@ static void asp_store_binary(adasplash_context *ctx, asp_program *p, const uint8
   if (!bin) return;
   unsigned char *bins[1] = {bin};
   if (clGetProgramInfo(p->program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-      asp_disk_cache_prepare(ctx->cache_dir) == 0 &&
       asp_disk_cache_store(ctx->cache_dir, key, bin, size) == 0)
-    asp_count(ctx, &ctx->stats.disk_writes, NULL, 0);
+    asp_count(ctx, &ctx->stats.disk_writes, &ctx->stats.store_seconds, asp_now_seconds() - t0);
   free(bin);
 }
 
@@ -334,6 +369,7 @@ adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family fami
       return st;
     }
     asp_count(ctx, &ctx->stats.builds, &ctx->stats.build_seconds, asp_now_seconds() - t0);
+    asp_save_build_log(ctx, p->program, family, key);
     if (ctx->disk_cache) asp_store_binary(ctx, p, key);
   }
   free(source);

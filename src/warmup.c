@@ -1,9 +1,12 @@
 /*
  * warmup.c - adasplash_warmup: compiles (or loads from the disk cache) every kernel variant the
- * library can use on the context's device.
+ * library can use on the context's device: the row operator, the fused attention and softmax
+ * flash programs for every dtype and padded head dim, and the dense path's utility program.
  */
+#include <string.h>
+
+#include "attention_internal.h"
 #include "entmax_rows.h"
-#include "internal.h"
 
 adasplash_status adasplash_warmup(adasplash_context *ctx) {
   if (!ctx)
@@ -12,6 +15,25 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
   for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; ++i) {
     adasplash_status st = asp_rows_prepare(ctx, dtypes[i]);
     if (st != ADASPLASH_SUCCESS) return st;
+    /* Head dims are padded to a few sizes: one prepare per size covers them all. */
+    size_t nsizes;
+    const int *sizes = asp_attn_head_dim_sizes(&nsizes);
+    for (size_t h = 0; h < nsizes; ++h) {
+      adasplash_attention_desc d;
+      adasplash_attention_desc_init(&d);
+      d.dtype = dtypes[i];
+      d.head_dim = sizes[h];
+      d.q_len = d.kv_len = 1; /* any valid shape: the kernels do not depend on lengths */
+      static const adasplash_attention_algorithm algos[] = {
+          ADASPLASH_ATTN_ENTMAX, ADASPLASH_ATTN_SOFTMAX_FLASH, ADASPLASH_ATTN_ENTMAX_DENSE};
+      for (size_t a = 0; a < sizeof algos / sizeof algos[0]; ++a) {
+        d.algorithm = algos[a];
+        st = adasplash_attention_prepare(ctx, &d);
+        /* The dense path is optional (CLBlast); everything else must build. */
+        if (st == ADASPLASH_ERROR_UNSUPPORTED && algos[a] == ADASPLASH_ATTN_ENTMAX_DENSE) continue;
+        if (st != ADASPLASH_SUCCESS) return st;
+      }
+    }
   }
   return ADASPLASH_SUCCESS;
 }

@@ -207,11 +207,45 @@ static void check_library_fd(adasplash_context *ctx) {
 
 int main(int argc, char **argv) {
   int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-  adasplash_context *ctx = test_context(NULL);
+  int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
+  adasplash_context_options opts;
+  adasplash_context_options_init(&opts);
+  if (simulator) opts.tune = "attn_tile=16,attn_wg=16,attn_dk=16";
+  adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   const attn_case base = {
       1, 2, 1, 64, 64, 32, 1, ADASPLASH_F32, 1.5, 0, 0, 0, 0.0, 0.0, 1, ADASPLASH_ATTN_ENTMAX, 3};
   attn_case c;
+  if (simulator) {
+    /* Tiny cases for the simulator: every backward kernel, dtypes, GQA + varlen + per-head alpha,
+     * both baselines. */
+    static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};
+    for (size_t d = 0; d < 3; ++d) {
+      c = base;
+      c.q_len = 21;
+      c.kv_len = 37;
+      c.head_dim = 16;
+      c.dtype = dtypes[d];
+      c.causal = d != 1;
+      check_case(ctx, c);
+    }
+    c.dtype = ADASPLASH_F32;
+    c.batch = 3;
+    c.varlen = 1;
+    c.q_heads = 4;
+    c.kv_heads = 2;
+    c.per_head_alpha = 1;
+    check_case(ctx, c);
+    c.varlen = 0;
+    c.batch = 1;
+    c.per_head_alpha = 0;
+    c.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
+    check_case(ctx, c);
+    c.algorithm = ADASPLASH_ATTN_ENTMAX_DENSE;
+    check_case(ctx, c);
+    adasplash_context_release(ctx);
+    return test_finish("test_attention_bwd --oclgrind");
+  }
   static const int lens[] = {1, 63, 65, 130};
   for (size_t l = 0; l < sizeof lens / sizeof lens[0]; ++l)
     for (int causal = 0; causal < 2; ++causal) {

@@ -165,13 +165,53 @@ static int check_case(adasplash_context *ctx, attn_case c, int ones) {
   return ok;
 }
 
+/* Tiny cases for the simulator (tests/run_oclgrind.sh): every kernel of the forward, every
+ * dtype, causal and not, varlen, GQA, per-head alpha, BSHD, and both baselines. */
+static void run_simulator_cases(adasplash_context *ctx, attn_case base) {
+  static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};
+  attn_case c;
+  for (size_t d = 0; d < 3; ++d) {
+    c = base;
+    c.dtype = dtypes[d];
+    c.causal = d != 1;
+    check_case(ctx, c, 0);
+  }
+  c = base;
+  c.batch = 3;
+  c.varlen = 1;
+  c.q_heads = 4;
+  c.kv_heads = 2;
+  c.per_head_alpha = 1;
+  c.bshd = 1;
+  check_case(ctx, c, 0);
+  c = base;
+  c.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
+  check_case(ctx, c, 0);
+  c.algorithm = ADASPLASH_ATTN_ENTMAX_DENSE;
+  check_case(ctx, c, 0);
+}
+
 int main(int argc, char **argv) {
   int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-  adasplash_context *ctx = test_context(NULL);
+  int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
+  adasplash_context_options opts;
+  adasplash_context_options_init(&opts);
+  /* Small tiles keep the simulator fast and still give several tiles per row. */
+  if (simulator) opts.tune = "attn_tile=16,attn_wg=16,attn_dk=16";
+  adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   const attn_case base = {
       1, 2, 1, 64, 64, 32, 1, ADASPLASH_F32, 1.5, 0, 0, 0, 0.0, 0.0, 0, ADASPLASH_ATTN_ENTMAX, 1};
   attn_case c;
+  if (simulator) {
+    attn_case tiny = base;
+    tiny.q_len = 21;
+    tiny.kv_len = 37;
+    tiny.head_dim = 16;
+    run_simulator_cases(ctx, tiny);
+    adasplash_context_release(ctx);
+    return test_finish("test_attention_fwd --oclgrind");
+  }
   /* Lengths: 1, tile boundaries, odd sizes; causal and not. */
   static const int lens[] = {1, 7, 63, 64, 65, 130};
   for (size_t l = 0; l < sizeof lens / sizeof lens[0]; ++l)

@@ -224,12 +224,40 @@ static int run_case(adasplash_context *ctx, const row_case *c, ref_rng *rng, int
   return ok;
 }
 
+/* Tiny cases for the simulator (tests/run_oclgrind.sh): every kernel, dtype and row kind. */
+static void run_simulator_cases(adasplash_context *ctx, ref_rng *rng) {
+  static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};
+  for (size_t d = 0; d < 3; ++d) {
+    row_case c = {3, 37, 1.5, dtypes[d], ROW_GAUSS, 1.0, 0, 0, ADASPLASH_INIT_HISTOGRAM};
+    run_case(ctx, &c, rng, NULL);
+  }
+  static const double alphas[] = {1.25, 2.0};
+  for (size_t a = 0; a < 2; ++a) {
+    row_case c = {2, 20, alphas[a], ADASPLASH_F32, ROW_MASKED, 1.0, 1, 1, ADASPLASH_INIT_BRACKET};
+    run_case(ctx, &c, rng, NULL);
+  }
+  row_case e = {2, 9, 1.5, ADASPLASH_F32, ROW_EMPTY, 1.0, 0, 0, ADASPLASH_INIT_HISTOGRAM};
+  run_case(ctx, &e, rng, NULL);
+  /* Long-row path: the context of main() splits rows longer than 64 columns. */
+  row_case s = {2, 150, 1.5, ADASPLASH_F32, ROW_GAUSS, 1.0, 1, 1, ADASPLASH_INIT_HISTOGRAM};
+  run_case(ctx, &s, rng, NULL);
+}
+
 int main(int argc, char **argv) {
   int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-  adasplash_context *ctx = test_context(NULL);
+  int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
+  adasplash_context_options opts;
+  adasplash_context_options_init(&opts);
+  if (simulator) opts.tune = "rows_seg_cols=64,rows_wg=32";
+  adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   ref_rng rng;
   ref_rng_seed(&rng, 12345);
+  if (simulator) {
+    run_simulator_cases(ctx, &rng);
+    adasplash_context_release(ctx);
+    return test_finish("test_entmax_rows --oclgrind");
+  }
   static const double alphas[] = {1.1, 1.25, 1.333, 1.5, 1.75, 2.0};
   static const size_t lens[] = {1, 2, 7, 64, 1000, 4097, 100000};
   static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};

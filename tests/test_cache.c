@@ -1,0 +1,550 @@
+/*
+ * test_cache.c - the on-disk program cache seen through the public API, with the row-entmax f32
+ * program only (PoCL serialises program binaries slowly, so few programs are built):
+ *  - a first context builds and writes one entry; a second context loads it (disk_hits, builds==0);
+ *  - corrupt entries (flipped payload byte, truncated, zero-length, bad magic, a well-formed entry
+ *    whose payload the driver refuses) are rejected, rebuilt and rewritten, and results stay right;
+ *  - an unwritable cache directory (a path under a regular file) still works without writes;
+ *  - "off" / "" / ADASPLASH_CACHE_DIR=off disable the cache; the directory resolution order;
+ *  - 4 processes preparing the same variant at once into one fresh directory leave exactly one
+ *    valid entry (and no temp files) that a later context loads.
+ * The test runs itself as the child processes: test_cache --child <dir> <ready fd> <go fd>.
+ */
+#define _XOPEN_SOURCE 700
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "reference.h"
+#include "sha256.h"
+#include "test_util.h"
+
+#ifndef ADASPLASH_TEST_DISK_CACHE_DEFAULT
+#define ADASPLASH_TEST_DISK_CACHE_DEFAULT 1
+#endif
+
+#define ROWS 5
+#define COLS 33
+#define N (ROWS * COLS)
+#define HEADER_BYTES 88 /* src/disk_cache.h: magic, version, header size, length, key, sha256 */
+#define PROCESSES 4
+
+static float g_x[N];
+static double g_ref[N];
+static float g_baseline[N]; /* output of the first (uncorrupted) run */
+static int g_have_baseline;
+
+static void make_problem(void) {
+  ref_rng rng;
+  ref_rng_seed(&rng, 7);
+  double z[COLS];
+  for (int r = 0; r < ROWS; ++r) {
+    for (int j = 0; j < COLS; ++j) {
+      g_x[r * COLS + j] = (float)(2.0 * ref_rng_normal(&rng));
+      z[j] = g_x[r * COLS + j];
+    }
+    ref_entmax_row(z, NULL, COLS, 1.5, g_ref + r * COLS);
+  }
+}
+
+static void small_desc(adasplash_entmax_desc *d) {
+  adasplash_entmax_desc_init(d);
+  d->dtype = ADASPLASH_F32;
+  d->rows = ROWS;
+  d->cols = COLS;
+  d->alpha = 1.5f;
+}
+
+/* ---- files ------------------------------------------------------------------------------------
+ */
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* out = a + "/" + b; a path that does not fit ends the test. */
+static void path_join(char *out, size_t size, const char *a, const char *b) {
+  int n = snprintf(out, size, "%s/%s", a, b);
+  if (n < 0 || (size_t)n >= size) {
+    printf("FAIL: path too long: %s/%s\n", a, b);
+    exit(1);
+  }
+}
+
+/* Counts "*.aspbin" entries and "*.tmp.*" leftovers in dir; the last entry's path goes to path. */
+static int count_entries(const char *dir, int *tmp_files, char *path, size_t path_size) {
+  int entries = 0;
+  if (tmp_files) *tmp_files = 0;
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (has_suffix(e->d_name, ".aspbin")) {
+      ++entries;
+      if (path) path_join(path, path_size, dir, e->d_name);
+    } else if (strstr(e->d_name, ".tmp.") && tmp_files) {
+      ++*tmp_files;
+    }
+  }
+  closedir(d);
+  return entries;
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void remove_tree(const char *dir) {
+  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Reads the whole file (malloc'd); NULL on failure. */
+static unsigned char *read_file(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *buf = (unsigned char *)malloc(n > 0 ? (size_t)n : 1);
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  *size = (size_t)n;
+  return buf;
+}
+
+static int write_file(const char *path, const unsigned char *buf, size_t size) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  int ok = fwrite(buf, 1, size, f) == size;
+  return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+/* ---- one context's life -----------------------------------------------------------------------
+ */
+
+typedef struct run_result {
+  adasplash_status status;
+  adasplash_cache_stats stats;
+  float y[N];
+  double err; /* max |y - reference| */
+} run_result;
+
+/* Creates a context (cache_dir as the option; use_option 0 leaves it NULL so the environment
+ * decides), prepares the f32 row program, runs a small forward and collects the cache stats. */
+static void run_context(const char *cache_dir, int use_option, run_result *out) {
+  memset(out, 0, sizeof *out);
+  adasplash_context_options o;
+  adasplash_context_options_init(&o);
+  if (use_option) o.cache_dir = cache_dir;
+  adasplash_context *ctx = test_context(&o);
+  adasplash_entmax_desc d;
+  small_desc(&d);
+  adasplash_status st = adasplash_entmax_prepare(ctx, &d);
+  if (st == ADASPLASH_SUCCESS)
+    st = adasplash_entmax_forward_host(ctx, &d, g_x, out->y, NULL, NULL, NULL);
+  if (st != ADASPLASH_SUCCESS) {
+    char msg[4096];
+    adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
+    printf("  %s: %s\n", adasplash_status_string(st), msg);
+  }
+  out->status = st;
+  out->stats.struct_size = sizeof out->stats;
+  adasplash_context_get_cache_stats(ctx, &out->stats);
+  adasplash_context_release(ctx);
+  out->err = 0.0;
+  for (int i = 0; i < N; ++i) {
+    double e = fabs((double)out->y[i] - g_ref[i]);
+    if (!(e <= out->err)) out->err = isnan(e) ? INFINITY : e;
+  }
+}
+
+static void print_stats(const char *label, const adasplash_cache_stats *s) {
+  printf("  %s: builds %lu, disk hits %lu, misses %lu, rejected %lu, writes %lu, dir \"%s\"\n",
+         label, s->builds, s->disk_hits, s->disk_misses, s->disk_rejected, s->disk_writes,
+         s->cache_dir);
+}
+
+static void check_results(const char *label, const run_result *r) {
+  test_check(r->status == ADASPLASH_SUCCESS, "%s: prepare and forward succeed (%s)", label,
+             adasplash_status_string(r->status));
+  test_check(r->err < 1e-5, "%s: results match the reference (max err %.3g)", label, r->err);
+  if (g_have_baseline)
+    test_check(memcmp(r->y, g_baseline, sizeof g_baseline) == 0,
+               "%s: results identical to the uncorrupted run", label);
+}
+
+/* ---- the tests --------------------------------------------------------------------------------
+ */
+
+static void test_store_and_load(const char *dir, char *entry, size_t entry_size) {
+  run_result r;
+  run_context(dir, 1, &r);
+  print_stats("first context", &r.stats);
+  check_results("first context", &r);
+  memcpy(g_baseline, r.y, sizeof g_baseline);
+  g_have_baseline = r.status == ADASPLASH_SUCCESS;
+  test_check(strcmp(r.stats.cache_dir, dir) == 0, "first context: cache_dir is the option (%s)",
+             r.stats.cache_dir);
+  test_check(r.stats.builds >= 1, "first context: built from source (builds=%lu)", r.stats.builds);
+  test_check(r.stats.disk_misses >= 1, "first context: disk miss (misses=%lu)",
+             r.stats.disk_misses);
+  test_check(r.stats.disk_writes >= 1, "first context: entry written (writes=%lu)",
+             r.stats.disk_writes);
+  test_check(r.stats.disk_hits == 0, "first context: no disk hit in a fresh directory");
+  int tmp = 0;
+  int n = count_entries(dir, &tmp, entry, entry_size);
+  test_check(n == 1 && tmp == 0, "one entry in the (created) directory, no temp files (%d, %d)", n,
+             tmp);
+  test_check(file_size(entry) > HEADER_BYTES, "the entry holds a payload (%ld bytes)",
+             file_size(entry));
+
+  run_context(dir, 1, &r);
+  print_stats("second context", &r.stats);
+  check_results("second context", &r);
+  test_check(r.stats.disk_hits >= 1, "second context: loaded from disk (hits=%lu)",
+             r.stats.disk_hits);
+  test_check(r.stats.builds == 0, "second context: nothing built (builds=%lu)", r.stats.builds);
+  test_check(r.stats.disk_writes == 0 && r.stats.disk_rejected == 0,
+             "second context: nothing written or rejected");
+}
+
+typedef enum corruption {
+  FLIP_PAYLOAD_BYTE,
+  TRUNCATE,
+  ZERO_LENGTH,
+  BAD_MAGIC,
+  REFUSED_PAYLOAD
+} corruption;
+
+static const char *corruption_name(corruption c) {
+  static const char *names[] = {"flipped payload byte", "truncated", "zero-length", "bad magic",
+                                "checksummed payload the driver refuses"};
+  return names[c];
+}
+
+static int corrupt(const char *entry, corruption c) {
+  size_t size = 0;
+  unsigned char *buf = read_file(entry, &size);
+  if (!buf || size <= HEADER_BYTES) {
+    free(buf);
+    return -1;
+  }
+  int rc = 0;
+  switch (c) {
+    case FLIP_PAYLOAD_BYTE:
+      buf[HEADER_BYTES + (size - HEADER_BYTES) / 2] ^= 0x40;
+      rc = write_file(entry, buf, size);
+      break;
+    case TRUNCATE:
+      rc = truncate(entry, (off_t)(size / 2));
+      break;
+    case ZERO_LENGTH:
+      rc = truncate(entry, 0);
+      break;
+    case BAD_MAGIC:
+      memcpy(buf, "NOTMAGIC", 8);
+      rc = write_file(entry, buf, size);
+      break;
+    case REFUSED_PAYLOAD:
+      /* Header, length and checksum all valid: only the driver can tell it is not a binary. */
+      for (size_t i = HEADER_BYTES; i < size; ++i) buf[i] = (unsigned char)(0x5A ^ (i * 131));
+      asp_sha256(buf + HEADER_BYTES, size - HEADER_BYTES, buf + 56);
+      rc = write_file(entry, buf, size);
+      break;
+  }
+  free(buf);
+  return rc;
+}
+
+static void test_corruptions(const char *dir, const char *entry) {
+  for (int c = FLIP_PAYLOAD_BYTE; c <= REFUSED_PAYLOAD; ++c) {
+    char label[128];
+    snprintf(label, sizeof label, "%s entry", corruption_name((corruption)c));
+    if (!test_check(corrupt(entry, (corruption)c) == 0, "%s: corrupting %s", label, entry))
+      continue;
+    run_result r;
+    run_context(dir, 1, &r);
+    print_stats(label, &r.stats);
+    check_results(label, &r);
+    test_check(r.stats.disk_rejected >= 1, "%s: rejected (disk_rejected=%lu)", label,
+               r.stats.disk_rejected);
+    test_check(r.stats.disk_hits == 0, "%s: not counted as a hit", label);
+    test_check(r.stats.builds >= 1, "%s: rebuilt from source (builds=%lu)", label, r.stats.builds);
+    test_check(r.stats.disk_writes >= 1, "%s: rewritten (writes=%lu)", label, r.stats.disk_writes);
+    int tmp = 0;
+    int n = count_entries(dir, &tmp, NULL, 0);
+    test_check(n == 1 && tmp == 0, "%s: one valid entry again, no temp files (%d, %d)", label, n,
+               tmp);
+    run_context(dir, 1, &r);
+    check_results(label, &r);
+    test_check(r.stats.disk_hits >= 1 && r.stats.builds == 0,
+               "%s: the rewritten entry loads (hits=%lu, builds=%lu)", label, r.stats.disk_hits,
+               r.stats.builds);
+  }
+}
+
+static void test_unwritable(const char *base) {
+  char file[1024], dir[1100];
+  path_join(file, sizeof file, base, "a-regular-file");
+  path_join(dir, sizeof dir, file, "cache");
+  FILE *f = fopen(file, "w");
+  if (!test_check(f != NULL, "creating %s", file)) return;
+  fputs("not a directory\n", f);
+  fclose(f);
+  run_result r;
+  run_context(dir, 1, &r);
+  print_stats("unwritable directory", &r.stats);
+  check_results("unwritable directory", &r);
+  test_check(r.stats.builds >= 1, "unwritable directory: built from source (builds=%lu)",
+             r.stats.builds);
+  test_check(r.stats.disk_writes == 0 && r.stats.disk_hits == 0,
+             "unwritable directory: no writes, no hits (writes=%lu, hits=%lu)", r.stats.disk_writes,
+             r.stats.disk_hits);
+  test_check(file_size(file) == 16, "unwritable directory: the file in the way is untouched");
+}
+
+static void check_off(const char *label, const run_result *r) {
+  print_stats(label, &r->stats);
+  check_results(label, r);
+  test_check(r->stats.cache_dir[0] == '\0', "%s: cache_dir is empty (\"%s\")", label,
+             r->stats.cache_dir);
+  test_check(r->stats.disk_misses == 0 && r->stats.disk_writes == 0 && r->stats.disk_hits == 0 &&
+                 r->stats.disk_rejected == 0,
+             "%s: no disk activity (misses=%lu, writes=%lu)", label, r->stats.disk_misses,
+             r->stats.disk_writes);
+  test_check(r->stats.builds >= 1, "%s: built from source", label);
+}
+
+static void test_off(const char *base) {
+  run_result r;
+  run_context("off", 1, &r);
+  check_off("options.cache_dir=\"off\"", &r);
+  run_context("OFF", 1, &r);
+  check_off("options.cache_dir=\"OFF\"", &r);
+  run_context("", 1, &r);
+  check_off("options.cache_dir=\"\"", &r);
+  setenv("ADASPLASH_CACHE_DIR", "off", 1);
+  run_context(NULL, 0, &r);
+  check_off("ADASPLASH_CACHE_DIR=off", &r);
+  /* The option wins over the environment. */
+  char dir[1024];
+  path_join(dir, sizeof dir, base, "option-over-env");
+  run_context(dir, 1, &r);
+  test_check(strcmp(r.stats.cache_dir, dir) == 0 && r.stats.disk_writes >= 1,
+             "options.cache_dir wins over ADASPLASH_CACHE_DIR=off (\"%s\", writes=%lu)",
+             r.stats.cache_dir, r.stats.disk_writes);
+}
+
+/* Only the resolved directory (no program is built). */
+/* The cache directory and note a default context reports, and whether its device is PoCL. */
+static void cache_dir_of(char *out, size_t size, char *note, size_t note_size, int *is_pocl) {
+  adasplash_context *ctx = test_context(NULL);
+  adasplash_cache_stats s;
+  memset(&s, 0, sizeof s);
+  s.struct_size = sizeof s;
+  adasplash_context_get_cache_stats(ctx, &s);
+  snprintf(out, size, "%s", s.cache_dir);
+  snprintf(note, note_size, "%s", s.cache_note);
+  adasplash_device_info info;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  adasplash_context_get_device_info(ctx, &info);
+  *is_pocl = strstr(info.platform_name, "Portable Computing Language") != NULL;
+  adasplash_context_release(ctx);
+}
+
+static void test_environment(const char *base) {
+  char dir[1024], want[1100], got[1100], note[200];
+  path_join(dir, sizeof dir, base, "from-env");
+  setenv("ADASPLASH_CACHE_DIR", dir, 1);
+  run_result r;
+  run_context(NULL, 0, &r);
+  print_stats("ADASPLASH_CACHE_DIR", &r.stats);
+  check_results("ADASPLASH_CACHE_DIR", &r);
+  /* An explicit directory is always used (whatever the build default and the driver). */
+  test_check(strcmp(r.stats.cache_dir, dir) == 0, "ADASPLASH_CACHE_DIR is used (\"%s\")",
+             r.stats.cache_dir);
+  test_check(r.stats.disk_writes >= 1 && count_entries(dir, NULL, NULL, 0) == 1,
+             "ADASPLASH_CACHE_DIR: the entry is written there");
+  run_context(NULL, 0, &r);
+  test_check(r.stats.disk_hits >= 1 && r.stats.builds == 0,
+             "ADASPLASH_CACHE_DIR: a second context loads it (hits=%lu, builds=%lu)",
+             r.stats.disk_hits, r.stats.builds);
+  /* The default location (XDG_CACHE_HOME here) when ADASPLASH_CACHE_DIR is unset: used unless
+   * the build disables it or the driver is PoCL (which caches compiled kernels itself). */
+  unsetenv("ADASPLASH_CACHE_DIR");
+  path_join(dir, sizeof dir, base, "xdg");
+  setenv("XDG_CACHE_HOME", dir, 1);
+  path_join(want, sizeof want, dir, "adasplash-cl");
+  int is_pocl = 0;
+  cache_dir_of(got, sizeof got, note, sizeof note, &is_pocl);
+  if (ADASPLASH_TEST_DISK_CACHE_DEFAULT && !is_pocl)
+    test_check(strcmp(got, want) == 0, "XDG_CACHE_HOME/adasplash-cl is used (\"%s\")", got);
+  else
+    test_check(got[0] == '\0' && note[0] != '\0',
+               "default location off on PoCL or in an ADASPLASH_DISK_CACHE=OFF build (\"%s\")",
+               note);
+}
+
+/* ---- concurrent processes ---------------------------------------------------------------------
+ */
+
+static int child_main(const char *dir, int ready_fd, int go_fd) {
+  adasplash_context_options o;
+  adasplash_context_options_init(&o);
+  o.cache_dir = dir;
+  adasplash_context *ctx = test_context(&o);
+  char c = 1;
+  if (write(ready_fd, &c, 1) != 1) return 2;
+  close(ready_fd);
+  while (read(go_fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  close(go_fd);
+  adasplash_entmax_desc d;
+  small_desc(&d);
+  float y[N];
+  adasplash_status st = adasplash_entmax_prepare(ctx, &d);
+  if (st == ADASPLASH_SUCCESS)
+    st = adasplash_entmax_forward_host(ctx, &d, g_x, y, NULL, NULL, NULL);
+  adasplash_cache_stats s;
+  memset(&s, 0, sizeof s);
+  s.struct_size = sizeof s;
+  adasplash_context_get_cache_stats(ctx, &s);
+  adasplash_context_release(ctx);
+  if (st != ADASPLASH_SUCCESS) {
+    printf("child %ld: %s\n", (long)getpid(), adasplash_status_string(st));
+    return 1;
+  }
+  double err = 0.0;
+  for (int i = 0; i < N; ++i) err = fmax(err, fabs((double)y[i] - g_ref[i]));
+  printf("  child %ld: builds %lu, disk hits %lu, writes %lu, max err %.3g\n", (long)getpid(),
+         s.builds, s.disk_hits, s.disk_writes, err);
+  return err < 1e-5 ? 0 : 1;
+}
+
+static void test_processes(const char *argv0, const char *base) {
+  char dir[1024];
+  path_join(dir, sizeof dir, base, "processes");
+  int ready[2], go[2];
+  if (!test_check(pipe(ready) == 0 && pipe(go) == 0, "pipes")) return;
+  /* The children inherit only the read end of "go" and the write end of "ready". */
+  fcntl(go[1], F_SETFD, FD_CLOEXEC);
+  fcntl(ready[0], F_SETFD, FD_CLOEXEC);
+  char ready_s[16], go_s[16];
+  snprintf(ready_s, sizeof ready_s, "%d", ready[1]);
+  snprintf(go_s, sizeof go_s, "%d", go[0]);
+  char *args[] = {(char *)argv0, "--child", dir, ready_s, go_s, NULL};
+  fflush(stdout);
+  pid_t pids[PROCESSES];
+  int started = 0;
+  for (int i = 0; i < PROCESSES; ++i) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      execv(argv0, args);
+      _exit(127);
+    }
+    if (pids[i] > 0) ++started;
+  }
+  close(ready[1]);
+  close(go[0]);
+  /* Wait until every child has its context, then release them all at once. */
+  int ready_count = 0;
+  char c;
+  while (ready_count < started) {
+    ssize_t n = read(ready[0], &c, 1);
+    if (n == 1) {
+      ++ready_count;
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  close(ready[0]);
+  close(go[1]); /* EOF on "go": all children start preparing */
+  int all_ok = started == PROCESSES;
+  for (int i = 0; i < PROCESSES; ++i) {
+    if (pids[i] <= 0) continue;
+    int status = 0;
+    waitpid(pids[i], &status, 0);
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) printf("  child %ld: status %#x\n", (long)pids[i], (unsigned)status);
+    all_ok &= ok;
+  }
+  test_check(all_ok, "%d processes prepared the same variant concurrently and got right results",
+             PROCESSES);
+  test_check(ready_count == PROCESSES, "every child signalled readiness (%d)", ready_count);
+  int tmp = 0;
+  int n = count_entries(dir, &tmp, NULL, 0);
+  test_check(n == 1, "exactly one entry after %d concurrent writers (%d)", PROCESSES, n);
+  test_check(tmp == 0, "no temp files left behind (%d)", tmp);
+  run_result r;
+  run_context(dir, 1, &r);
+  print_stats("after the processes", &r.stats);
+  check_results("after the processes", &r);
+  test_check(r.stats.disk_hits >= 1 && r.stats.builds == 0,
+             "the entry the processes left loads (hits=%lu, builds=%lu)", r.stats.disk_hits,
+             r.stats.builds);
+  test_check(r.stats.disk_rejected == 0, "the entry the processes left is valid");
+}
+
+int main(int argc, char **argv) {
+  make_problem();
+  if (argc == 5 && strcmp(argv[1], "--child") == 0)
+    return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+
+  /* Environment variables this test sets itself; start from a known state. */
+  unsetenv("ADASPLASH_CACHE_DIR");
+  unsetenv("XDG_CACHE_HOME");
+  const char *tmpdir = getenv("TMPDIR");
+  char base[1024];
+  snprintf(base, sizeof base, "%s/adasplash-test-cache-XXXXXX",
+           tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+  if (!mkdtemp(base)) {
+    printf("FAIL: mkdtemp(%s): %s\n", base, strerror(errno));
+    return 1;
+  }
+  printf("temp dir: %s\n", base);
+  adasplash_context_options o;
+  adasplash_context_options_init(&o);
+  o.cache_dir = "off";
+  adasplash_context *probe = test_context(&o); /* exits 77 without a device */
+  test_print_device(probe);
+  adasplash_context_release(probe);
+
+  char dir[1100], entry[2048] = "";
+  path_join(dir, sizeof dir, base, "store/nested"); /* created by the library (mkdir -p) */
+  test_store_and_load(dir, entry, sizeof entry);
+  if (entry[0]) test_corruptions(dir, entry);
+  test_unwritable(base);
+  test_off(base);
+  test_environment(base);
+  unsetenv("ADASPLASH_CACHE_DIR");
+  unsetenv("XDG_CACHE_HOME");
+  test_processes(argv[0], base);
+
+  if (test_failures() == 0 || !getenv("ADASPLASH_TEST_KEEP"))
+    remove_tree(base);
+  else
+    printf("kept %s (ADASPLASH_TEST_KEEP)\n", base);
+  return test_finish("cache");
+}
