@@ -382,12 +382,13 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(kv_lens),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
                       ASP_ARG(S[ASP_SEC_BITMAP]),
-                      ASP_ARG(save),
                       ASP_ARG(S[ASP_SEC_OUT2]),
                       ASP_ARG(S[ASP_SEC_ZALPHA]),
                       ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
-    st = asp_attn_launch(chain, plan.program, "attn_forward", args, sizeof args / sizeof args[0], 3,
+    static const char *const kernels[] = {"attn_forward", "attn_forward_grad",
+                                          "attn_forward_alpha"};
+    st = asp_attn_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
                          global, local);
   }
   asp_views_release(&views);

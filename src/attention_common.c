@@ -205,8 +205,9 @@ asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile) {
 
 /* ---- the tile plan --------------------------------------------------------------------------- */
 
-static const char *const asp_entmax_kernels[] = {"attn_tau",    "attn_forward",  "attn_bwd_pre",
-                                                 "attn_bwd_dq", "attn_bwd_dkdv", "attn_bwd_dalpha"};
+static const char *const asp_entmax_kernels[] = {
+    "attn_tau",     "attn_forward", "attn_forward_grad", "attn_forward_alpha",
+    "attn_bwd_pre", "attn_bwd_dq",  "attn_bwd_dkdv",     "attn_bwd_dalpha"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 

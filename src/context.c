@@ -41,10 +41,11 @@ static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
   t->local_mem = (unsigned long)dev->info.local_mem_size;
   t->max_wg = (unsigned long)dev->info.max_work_group_size;
   if (dev->is_gpu) {
-    /* 64x64 tiles and 256 work-items (4x4 scores per work-item) as in flash-attention style
-     * kernels; 16 head-dim columns per staging step keeps Q and K chunks at 8 KiB. */
-    t->attn_tile = 64;
-    t->attn_wg = 256;
+    /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
+     * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
+     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (tools/gpu_session.sh sweep). */
+    t->attn_tile = 32;
+    t->attn_wg = 64;
     t->attn_dk = 16;
     t->attn_bins = 16;
     t->rows_wg = 256;

@@ -79,6 +79,8 @@ adasplash_status asp_dense_workspace_size(adasplash_context *ctx, const asp_attn
   return ADASPLASH_SUCCESS;
 }
 
+#if ADASPLASH_HAVE_CLBLAST
+
 static adasplash_status asp_util_plan(adasplash_context *ctx, adasplash_dtype dtype, int build,
                                       asp_plan *plan) {
   char key[64];
@@ -103,19 +105,11 @@ static adasplash_status asp_util_plan(adasplash_context *ctx, adasplash_dtype dt
 }
 
 adasplash_status asp_dense_prepare(adasplash_context *ctx, const asp_attn_problem *pr) {
-#if !ADASPLASH_HAVE_CLBLAST
-  (void)pr;
-  return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                  "the dense attention baseline needs CLBlast, which this build lacks");
-#else
   asp_plan plan;
   adasplash_status st = asp_util_plan(ctx, pr->d.dtype, 1, &plan);
   if (st == ADASPLASH_SUCCESS) st = asp_rows_prepare(ctx, ADASPLASH_F32);
   return st;
-#endif
 }
-
-#if ADASPLASH_HAVE_CLBLAST
 
 void asp_dense_release(adasplash_context *ctx) {
   /* CLBlast's cache is global: clearing it costs other CLBlast users in the process a recompile,
@@ -448,6 +442,12 @@ adasplash_status asp_dense_backward(adasplash_context *ctx, const asp_attn_probl
 }
 
 #else /* !ADASPLASH_HAVE_CLBLAST */
+
+adasplash_status asp_dense_prepare(adasplash_context *ctx, const asp_attn_problem *pr) {
+  (void)pr;
+  return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                  "the dense attention baseline needs CLBlast, which this build lacks");
+}
 
 void asp_dense_release(adasplash_context *ctx) {
   (void)ctx;

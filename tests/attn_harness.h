@@ -58,6 +58,7 @@ typedef struct attn_run {
   unsigned char *active; /* bitmap (fused entmax only) */
   adasplash_attention_stats stats;
   int tile;
+  int skipped; /* the algorithm is not available in this build (dense without CLBlast) */
 } attn_run;
 
 /* dout: BHSD doubles (NULL: forward only). want_dalpha needs c.alpha_grad. */

@@ -17,7 +17,7 @@ BENCH=build-gpu/bench/adasplash-bench
 if [ "${SWEEP:-1}" = 1 ] && [ -x "$BENCH" ]; then
   # shellcheck disable=SC1091
   [ -r .gpu/setup-nvidia-opencl.sh ] && source .gpu/setup-nvidia-opencl.sh > /dev/null 2>&1
-  default_tunes="attn_wg=256;attn_wg=128;attn_wg=64;attn_wg=256,attn_dk=32;attn_wg=128,attn_dk=32;attn_wg=256,attn_bins=8;attn_tile=32,attn_wg=64"
+  default_tunes="attn_tile=32,attn_wg=64;attn_tile=32,attn_wg=128;attn_tile=32,attn_wg=64,attn_dk=32;attn_tile=32,attn_wg=64,attn_bins=32;attn_tile=32,attn_wg=64,attn_bins=8;attn_tile=32,attn_wg=32;attn_tile=64,attn_wg=128,attn_dk=32"
   IFS=';' read -r -a tunes <<< "${SWEEP_TUNES:-$default_tunes}"
   for t in "${tunes[@]}"; do
     [ $((SECONDS - start)) -lt "${SWEEP_DEADLINE_S:-560}" ] || { echo "sweep: out of time at $t"; break; }
@@ -27,6 +27,10 @@ if [ "${SWEEP:-1}" = 1 ] && [ -x "$BENCH" ]; then
       --json "$OUT/sweep.jsonl" >> "$OUT/sweep.txt" 2>&1 || echo "sweep $t: failed" >> "$OUT/sweep.txt"
     tail -n 4 "$OUT/sweep.txt"
   done
+  # Where the time goes: one profiled forward+backward per algorithm (kernels serialised).
+  ADASPLASH_PROFILE="$OUT/profile.csv" timeout 120 "$BENCH" --mode attention-fwd-bwd \
+    --n "${SWEEP_N:-16384}" --h 16 --d 64 --beta 2 --dtype bf16 --algos entmax,softmax --warmup 1 \
+    --repeats 1 > /dev/null 2>&1
   # Register and spill report of the default kernels (NVIDIA: -cl-nv-verbose).
   mkdir -p "$OUT/buildlogs"
   ADASPLASH_BUILD_OPTIONS=-cl-nv-verbose ADASPLASH_BUILD_LOG_DIR="$OUT/buildlogs" timeout 60 \
@@ -34,7 +38,7 @@ if [ "${SWEEP:-1}" = 1 ] && [ -x "$BENCH" ]; then
     --warmup 0 --repeats 1 > /dev/null 2>&1
 fi
 tar czf "$FINAL/results.tgz" -C "$OUT" . 2> /dev/null
-for f in summary.txt bench.txt sweep.txt ctest.log run.log; do
+for f in summary.txt bench.txt sweep.txt ctest.log run.log profile.csv; do
   [ -r "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/$f"
 done
 echo "gpu_session: done in $((SECONDS - start)) s"
