@@ -51,6 +51,9 @@ static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
     t->rows_wg = 256;
     t->rows_bins = 64;
     t->rows_seg_cols = 65536;
+    /* One work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
+     * H100, 15x the plain-bracket start. */
+    t->rows_wg_bracket = 1;
   } else {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items. */
     t->attn_tile = 32;

@@ -27,9 +27,11 @@ static void asp_rows_plan_key(adasplash_dtype dtype, char *key, size_t size) {
   snprintf(key, size, "rows:dtype=%d", (int)dtype);
 }
 
-static void asp_rows_defines(adasplash_dtype dtype, int wg, int bins, char *out, size_t size) {
+static void asp_rows_defines(const asp_tuning *t, adasplash_dtype dtype, int wg, int bins,
+                             char *out, size_t size) {
   asp_defines d;
   asp_defines_init(&d);
+  asp_defines_add_int(&d, "ASP_WG_BRACKET", t->rows_wg_bracket);
   asp_defines_add_int(&d, "ASP_DTYPE", (long)dtype);
   asp_defines_add_int(&d, "ASP_WG", wg);
   asp_defines_add_int(&d, "ASP_BINS", bins);
@@ -61,7 +63,7 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
                     asp_rows_static_local(wg, bins), t->local_mem);
   for (;;) {
     char defines[1024];
-    asp_rows_defines(dtype, wg, bins, defines, sizeof defines);
+    asp_rows_defines(t, dtype, wg, bins, defines, sizeof defines);
     asp_program *program = NULL;
     adasplash_status st = asp_program_get(ctx, ASP_PROGRAM_ENTMAX_ROWS, defines, &program);
     if (st != ADASPLASH_SUCCESS) return st;

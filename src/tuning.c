@@ -27,6 +27,8 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(rows_bins, 0, 2, 1024, "rows: histogram bins per unit of scaled score"),
     ASP_KEY(rows_seg_cols, 0, 64, 1 << 30, "rows: split rows longer than this across work-groups"),
     ASP_KEY(rows_cache, 0, 0, 1, "rows: keep a row in local memory when it fits"),
+    ASP_KEY(rows_wg_bracket, 0, 0, 1,
+            "rows: the work-group (1) or one work-item (0) finds tau's bracket"),
 };
 
 const asp_tuning_key *asp_tuning_keys(size_t *count) {

@@ -18,10 +18,11 @@ typedef struct asp_tuning {
   int attn_dk;   /* head-dim columns staged in local memory per step */
   int attn_bins; /* histogram bins per unit of scaled score (bracket width 1/bins at worst) */
   /* Row-wise entmax. */
-  int rows_wg;       /* work-items per row (or per row segment) */
-  int rows_bins;     /* histogram bins per unit of scaled score */
-  int rows_seg_cols; /* rows longer than this are split across work-groups */
-  int rows_cache;    /* 1: keep a row in local memory when it fits */
+  int rows_wg;         /* work-items per row (or per row segment) */
+  int rows_bins;       /* histogram bins per unit of scaled score */
+  int rows_seg_cols;   /* rows longer than this are split across work-groups */
+  int rows_cache;      /* 1: keep a row in local memory when it fits */
+  int rows_wg_bracket; /* 1: the whole work-group searches the histogram bracket of a row */
 } asp_tuning;
 
 /* Names and bounds of the keys, for messages and the tuner. */

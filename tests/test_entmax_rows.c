@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
   int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
   adasplash_context_options opts;
   adasplash_context_options_init(&opts);
-  if (simulator) opts.tune = "rows_seg_cols=64,rows_wg=32";
+  if (simulator) opts.tune = "rows_seg_cols=64,rows_wg=32,rows_wg_bracket=1";
   adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   ref_rng rng;
