@@ -1082,6 +1082,9 @@ static void attn_report(bench_env *env, const attn_cfg *c, const attn_result *re
       bench_json_num(&j, "prepare_ms", r->prepare_ms);
       if (r->have_stats) {
         bench_json_num(&j, "block_sparsity", r->stats.block_sparsity);
+        bench_json_num(&j, "tile", (double)r->stats.tile_m);
+        if (r->stats.block_sparsity_64 >= 0.0)
+          bench_json_num(&j, "block_sparsity_64", r->stats.block_sparsity_64);
         bench_json_int(&j, "visible_tiles", (long long)r->stats.visible_tiles);
         bench_json_int(&j, "active_tiles", (long long)r->stats.active_tiles);
         bench_json_num(&j, "mean_sweeps", r->stats.mean_sweeps);

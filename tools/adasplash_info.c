@@ -314,8 +314,11 @@ static int info_print_context(adasplash_context *ctx) {
 
 static void info_print_stats(const adasplash_cache_stats *s) {
   printf("    programs built from source: %lu (%.3f s compiling)\n", s->builds, s->build_seconds);
-  printf("    disk cache: %lu hits (%.3f s loading), %lu misses, %lu rejected, %lu written\n",
-         s->disk_hits, s->load_seconds, s->disk_misses, s->disk_rejected, s->disk_writes);
+  printf(
+      "    disk cache: %lu hits (%.3f s loading), %lu misses, %lu rejected, %lu written "
+      "(%.3f s fetching and writing binaries)\n",
+      s->disk_hits, s->load_seconds, s->disk_misses, s->disk_rejected, s->disk_writes,
+      s->store_seconds);
   printf("    memory hits: %lu\n", s->memory_hits);
 }
 
