@@ -19,24 +19,12 @@
 /* ---- buffer layouts ----------------------------------------------------------------------------
  */
 
-static size_t asp_align_up(size_t v, size_t a) {
-  return (v + a - 1) / a * a;
-}
-
-/* Sub-buffer origins must be multiples of CL_DEVICE_MEM_BASE_ADDR_ALIGN (bits). */
-static size_t asp_device_align(const adasplash_context *ctx) {
-  cl_uint bits = 0;
-  clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
-  size_t a = bits >= 8 ? bits / 8 : 256;
-  return a < 256 ? 256 : a;
-}
-
 void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, int tile,
                      asp_attn_buffers *lay) {
   memset(lay, 0, sizeof *lay);
   const adasplash_attention_desc *d = &pr->d;
   const asp_cl_geom g = asp_attn_geom(pr, tile);
-  const size_t a = asp_device_align(ctx);
+  const size_t a = asp_sub_buffer_align(ctx);
   const size_t rows = (size_t)d->batch * d->q_heads * d->q_len;
   const size_t bh = (size_t)d->batch * d->q_heads;
   size_t sizes[ASP_SEC_COUNT] = {0};
@@ -104,18 +92,6 @@ uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile) {
     h *= 16777619u;
   }
   return h;
-}
-
-adasplash_status asp_sub_buffer(const adasplash_context *ctx, cl_mem parent, size_t offset,
-                                size_t size, cl_mem *out) {
-  cl_buffer_region region = {offset, size ? size : 4};
-  cl_int err;
-  *out = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
-  if (err != CL_SUCCESS) {
-    *out = NULL;
-    return asp_fail_cl(ctx, err, "clCreateSubBuffer");
-  }
-  return ADASPLASH_SUCCESS;
 }
 
 /* ---- baseline dispatch ----------------------------------------------------------------------- */

@@ -7,33 +7,6 @@
 
 #include "attention_common.h"
 
-#define ASP_HOST_MAX_BUFFERS 16
-
-typedef struct asp_host_set {
-  cl_mem mem[ASP_HOST_MAX_BUFFERS];
-  int count;
-} asp_host_set;
-
-static adasplash_status asp_host_buffer(adasplash_context *ctx, asp_host_set *set, const void *data,
-                                        size_t bytes, cl_mem *out) {
-  cl_int err;
-  cl_mem_flags flags = CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0);
-  *out = clCreateBuffer(ctx->cl_ctx, flags, bytes ? bytes : 4, (void *)data, &err);
-  if (err != CL_SUCCESS) return asp_fail_cl(ctx, err, "clCreateBuffer(host copy)");
-  set->mem[set->count++] = *out;
-  return ADASPLASH_SUCCESS;
-}
-
-static void asp_host_free(asp_host_set *set) {
-  for (int i = 0; i < set->count; ++i) clReleaseMemObject(set->mem[i]);
-  set->count = 0;
-}
-
-static adasplash_status asp_host_get(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes) {
-  cl_int err = clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
-  return err == CL_SUCCESS ? ADASPLASH_SUCCESS : asp_fail_cl(ctx, err, "clEnqueueReadBuffer");
-}
-
 /* Validates desc plus the host arrays and builds a device-side desc with uploaded buffers. */
 static adasplash_status asp_host_setup(adasplash_context *ctx, const adasplash_attention_desc *desc,
                                        const char *fn, const float *alpha, const int *q_lens,

@@ -37,8 +37,6 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
                      asp_attn_buffers *lay);
 size_t asp_attn_workspace_need(const asp_attn_buffers *lay);
 uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile);
-adasplash_status asp_sub_buffer(const adasplash_context *ctx, cl_mem parent, size_t offset,
-                                size_t size, cl_mem *out);
 
 /* The baselines: softmax flash (softmax_flash.c) and dense CLBlast entmax (dense.c). */
 #define ASP_DECLARE_ATTENTION_ALGORITHM(prefix)                                                  \

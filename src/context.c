@@ -378,16 +378,6 @@ adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queu
   return ADASPLASH_SUCCESS;
 }
 
-adasplash_status asp_create_buffer(const adasplash_context *ctx, size_t bytes, cl_mem *out) {
-  cl_int err;
-  *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
-  if (err != CL_SUCCESS) {
-    *out = NULL;
-    return asp_fail_cl(ctx, err, "clCreateBuffer(internal scratch)");
-  }
-  return ADASPLASH_SUCCESS;
-}
-
 /* ---- command chains ------------------------------------------------------------------------- */
 
 void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,

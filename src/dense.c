@@ -28,16 +28,9 @@ typedef struct asp_dense_sizes {
   size_t ws_dp, ws_dq, ws_dk, ws_dv, ws_drow, ws_bytes_bwd;
 } asp_dense_sizes;
 
-static size_t asp_up(size_t v, size_t a) {
-  return (v + a - 1) / a * a;
-}
-
 static void asp_dense_sizes_of(const adasplash_context *ctx, const asp_attn_problem *pr,
                                asp_dense_sizes *s) {
-  cl_uint bits = 0;
-  clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
-  size_t a = bits >= 8 ? bits / 8 : 256;
-  if (a < 256) a = 256;
+  const size_t a = asp_sub_buffer_align(ctx);
   const adasplash_attention_desc *d = &pr->d;
   memset(s, 0, sizeof *s);
   s->rows = (size_t)d->batch * d->q_heads * d->q_len;
@@ -46,21 +39,21 @@ static void asp_dense_sizes_of(const adasplash_context *ctx, const asp_attn_prob
   s->kv_elems = (size_t)d->batch * d->kv_heads * d->kv_len * (size_t)d->head_dim;
   s->o_elems = s->q_elems;
   s->saved_p = 0;
-  s->saved_vis = asp_up(s->p_elems * 4, a);
-  s->saved_bytes = s->saved_vis + asp_up(s->rows * 4, a);
+  s->saved_vis = asp_align_up(s->p_elems * 4, a);
+  s->saved_bytes = s->saved_vis + asp_align_up(s->rows * 4, a);
   s->ws_q = 0;
-  s->ws_k = asp_up(s->q_elems * 4, a);
-  s->ws_v = s->ws_k + asp_up(s->kv_elems * 4, a);
-  s->ws_o = s->ws_v + asp_up(s->kv_elems * 4, a);
-  s->ws_alpha = s->ws_o + asp_up(s->o_elems * 4, a);
-  s->ws_bytes_fwd = s->ws_alpha + asp_up(s->rows * 4, a);
+  s->ws_k = asp_align_up(s->q_elems * 4, a);
+  s->ws_v = s->ws_k + asp_align_up(s->kv_elems * 4, a);
+  s->ws_o = s->ws_v + asp_align_up(s->kv_elems * 4, a);
+  s->ws_alpha = s->ws_o + asp_align_up(s->o_elems * 4, a);
+  s->ws_bytes_fwd = s->ws_alpha + asp_align_up(s->rows * 4, a);
   /* Backward reuses q, k, v, o(=dO), alpha and adds dP, dQ, dK, dV, d(alpha) rows. */
   s->ws_dp = s->ws_bytes_fwd;
-  s->ws_dq = s->ws_dp + asp_up(s->p_elems * 4, a);
-  s->ws_dk = s->ws_dq + asp_up(s->q_elems * 4, a);
-  s->ws_dv = s->ws_dk + asp_up(s->kv_elems * 4, a);
-  s->ws_drow = s->ws_dv + asp_up(s->kv_elems * 4, a);
-  s->ws_bytes_bwd = s->ws_drow + asp_up(s->rows * 4, a);
+  s->ws_dq = s->ws_dp + asp_align_up(s->p_elems * 4, a);
+  s->ws_dk = s->ws_dq + asp_align_up(s->q_elems * 4, a);
+  s->ws_dv = s->ws_dk + asp_align_up(s->kv_elems * 4, a);
+  s->ws_drow = s->ws_dv + asp_align_up(s->kv_elems * 4, a);
+  s->ws_bytes_bwd = s->ws_drow + asp_align_up(s->rows * 4, a);
 }
 
 adasplash_status asp_dense_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,

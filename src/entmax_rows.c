@@ -532,35 +532,10 @@ adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
 /* ---- host-memory variants
  * ------------------------------------------------------------------------- */
 
-typedef struct asp_host_buffers {
-  cl_mem mem[6];
-  int count;
-} asp_host_buffers;
-
-static adasplash_status asp_host_upload(adasplash_context *ctx, asp_host_buffers *hb,
-                                        const void *data, size_t bytes, cl_mem *out) {
-  cl_int err;
-  cl_mem_flags flags = CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0);
-  *out = clCreateBuffer(ctx->cl_ctx, flags, bytes ? bytes : 4, data ? (void *)data : NULL, &err);
-  if (err != CL_SUCCESS) return asp_fail_cl(ctx, err, "clCreateBuffer(host copy)");
-  hb->mem[hb->count++] = *out;
-  return ADASPLASH_SUCCESS;
-}
-
-static void asp_host_release(asp_host_buffers *hb) {
-  for (int i = 0; i < hb->count; ++i) clReleaseMemObject(hb->mem[i]);
-  hb->count = 0;
-}
-
-static adasplash_status asp_host_read(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes) {
-  cl_int err = clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
-  return err == CL_SUCCESS ? ADASPLASH_SUCCESS : asp_fail_cl(ctx, err, "clEnqueueReadBuffer");
-}
-
 static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
                                             const adasplash_entmax_desc *desc, const char *fn,
                                             const float *alpha, const int *valid_cols,
-                                            adasplash_entmax_desc *dev_desc, asp_host_buffers *hb) {
+                                            adasplash_entmax_desc *dev_desc, asp_host_set *hb) {
   asp_rows_job job;
   adasplash_status st = asp_rows_check_desc(ctx, desc, fn, &job);
   if (st != ADASPLASH_SUCCESS && !(st == ADASPLASH_ERROR_INVALID_ALPHA && alpha)) return st;
@@ -580,9 +555,9 @@ static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
   }
   st = asp_rows_prepare(ctx, desc->dtype);
   if (st == ADASPLASH_SUCCESS && alpha)
-    st = asp_host_upload(ctx, hb, alpha, desc->rows * 4, &dev_desc->alpha_buf);
+    st = asp_host_buffer(ctx, hb, alpha, desc->rows * 4, &dev_desc->alpha_buf);
   if (st == ADASPLASH_SUCCESS && valid_cols)
-    st = asp_host_upload(ctx, hb, valid_cols, desc->rows * 4, &dev_desc->valid_cols);
+    st = asp_host_buffer(ctx, hb, valid_cols, desc->rows * 4, &dev_desc->valid_cols);
   return st;
 }
 
@@ -593,21 +568,21 @@ adasplash_status adasplash_entmax_forward_host(adasplash_context *ctx,
   const char *fn = "adasplash_entmax_forward_host";
   if (ctx && desc && (!x || !y))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn, x ? "y" : "x");
-  asp_host_buffers hb = {{NULL}, 0};
+  asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
   adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb);
   asp_rows_job job;
   if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
   size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
   cl_mem bx = NULL, by = NULL, bs = NULL;
-  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, x, bytes, &bx);
-  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, y, bytes, &by);
-  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_upload(ctx, &hb, NULL, job.rows * 4, &bs);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, x, bytes, &bx);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);
+  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_buffer(ctx, &hb, NULL, job.rows * 4, &bs);
   if (st == ADASPLASH_SUCCESS)
     st = adasplash_entmax_forward(ctx, &d, NULL, bx, by, bs, 0, NULL, NULL);
-  if (st == ADASPLASH_SUCCESS) st = asp_host_read(ctx, by, y, bytes);
-  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_read(ctx, bs, sweeps, job.rows * 4);
-  asp_host_release(&hb);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_get(ctx, by, y, bytes);
+  if (st == ADASPLASH_SUCCESS && sweeps) st = asp_host_get(ctx, bs, sweeps, job.rows * 4);
+  asp_host_free(&hb);
   return st;
 }
 
@@ -620,7 +595,7 @@ adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                     !y ? "y" : (!dy ? "dy" : "dx"));
   (void)valid_cols; /* the backward reads the validity from y (zeros) */
-  asp_host_buffers hb = {{NULL}, 0};
+  asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
   adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb);
   asp_rows_job job;
@@ -628,14 +603,14 @@ adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
   size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
   cl_mem by = NULL, bdy = NULL, bdx = NULL, bda = NULL;
   size_t da_bytes = alpha ? job.rows * 4 : 4;
-  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, y, bytes, &by);
-  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, dy, bytes, &bdy);
-  if (st == ADASPLASH_SUCCESS) st = asp_host_upload(ctx, &hb, dx, bytes, &bdx);
-  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_upload(ctx, &hb, NULL, da_bytes, &bda);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, dy, bytes, &bdy);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, dx, bytes, &bdx);
+  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_buffer(ctx, &hb, NULL, da_bytes, &bda);
   if (st == ADASPLASH_SUCCESS)
     st = adasplash_entmax_backward(ctx, &d, NULL, by, bdy, bdx, bda, 0, NULL, NULL);
-  if (st == ADASPLASH_SUCCESS) st = asp_host_read(ctx, bdx, dx, bytes);
-  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_read(ctx, bda, dalpha, da_bytes);
-  asp_host_release(&hb);
+  if (st == ADASPLASH_SUCCESS) st = asp_host_get(ctx, bdx, dx, bytes);
+  if (st == ADASPLASH_SUCCESS && dalpha) st = asp_host_get(ctx, bda, dalpha, da_bytes);
+  asp_host_free(&hb);
   return st;
 }

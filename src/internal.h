@@ -211,7 +211,28 @@ adasplash_status asp_chain_finish(asp_chain *c, cl_event *event);
 /* On an error path: release the last event. */
 void asp_chain_abandon(asp_chain *c);
 
+/* ---- buffers (buffers.c) --------------------------------------------------------------------- */
+
 /* Creates a temporary device buffer (released by the caller with clReleaseMemObject). */
 adasplash_status asp_create_buffer(const adasplash_context *ctx, size_t bytes, cl_mem *out);
+/* A region of parent; offset must be a multiple of asp_sub_buffer_align(). */
+adasplash_status asp_sub_buffer(const adasplash_context *ctx, cl_mem parent, size_t offset,
+                                size_t size, cl_mem *out);
+/* Alignment of sub-buffer origins in bytes (CL_DEVICE_MEM_BASE_ADDR_ALIGN, at least 256). */
+size_t asp_sub_buffer_align(const adasplash_context *ctx);
+size_t asp_align_up(size_t v, size_t a);
+
+/* The device copies of host arrays one *_host() call makes; freed together. */
+#define ASP_HOST_MAX_BUFFERS 16
+typedef struct asp_host_set {
+  cl_mem mem[ASP_HOST_MAX_BUFFERS];
+  int count;
+} asp_host_set;
+/* A device copy of data (bytes; NULL data: uninitialised), recorded in set. */
+adasplash_status asp_host_buffer(adasplash_context *ctx, asp_host_set *set, const void *data,
+                                 size_t bytes, cl_mem *out);
+void asp_host_free(asp_host_set *set);
+/* Blocking read of bytes from buf on the context's queue. */
+adasplash_status asp_host_get(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes);
 
 #endif /* ASP_INTERNAL_H */
