@@ -34,7 +34,9 @@ size_t asp_sub_buffer_align(const adasplash_context *ctx) {
   return a < 256 ? 256 : a;
 }
 
-size_t asp_align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+size_t asp_align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 
 adasplash_status asp_host_buffer(adasplash_context *ctx, asp_host_set *set, const void *data,
                                  size_t bytes, cl_mem *out) {

@@ -16,6 +16,6 @@ while IFS= read -r f; do
                   fi ;;
     *) clang-format "${mode[@]}" "$f" || { echo "not formatted: $f"; status=1; } ;;
   esac
-done < <(git ls-files '*.c' '*.h' '*.cl' '*.clh' 2> /dev/null || find . -name '*.[ch]' -o -name '*.cl' -o -name '*.clh')
+done < <(git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cl' '*.clh' 2> /dev/null || find . -name '*.[ch]' -o -name '*.cl' -o -name '*.clh')
 [ "$status" -eq 0 ] && echo "format: clean"
 exit "$status"
