@@ -40,6 +40,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nkb * 4;
   sizes[ASP_SEC_DELTA] = rows * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
+  sizes[ASP_SEC_DQACC] = ctx->tuning.attn_bwd_fused ? rows * (size_t)d->head_dim * 4 : 0;
   /* Saved: everything the backward reads. Workspace: the rest (and, for inference, the state). */
   static const int saved_secs[] = {ASP_SEC_HEADER, ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS,
                                    ASP_SEC_BITMAP, ASP_SEC_BITMAP_T, ASP_SEC_BLOCKSTATS,
@@ -54,7 +55,8 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   }
   lay->saved_bytes = off;
   /* Workspace, forward: tilemax (+ the state when there is no saved buffer). Backward: delta,
-   * drow. The two uses never overlap in time within one call, so they share offsets from 0. */
+   * drow (and the fused backward's dQ sums). The two uses never overlap in time within one call, so
+   * they share offsets from 0. */
   size_t w = 0;
   lay->ws_offset[ASP_SEC_TILEMAX] = w;
   w = asp_align_up(w + sizes[ASP_SEC_TILEMAX], a);
@@ -65,7 +67,9 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   }
   lay->ws_offset[ASP_SEC_DELTA] = 0;
   lay->ws_offset[ASP_SEC_DROW] = asp_align_up(sizes[ASP_SEC_DELTA], a);
-  size_t bwd = asp_align_up(lay->ws_offset[ASP_SEC_DROW] + sizes[ASP_SEC_DROW], a);
+  lay->ws_offset[ASP_SEC_DQACC] =
+      asp_align_up(lay->ws_offset[ASP_SEC_DROW] + sizes[ASP_SEC_DROW], a);
+  size_t bwd = asp_align_up(lay->ws_offset[ASP_SEC_DQACC] + sizes[ASP_SEC_DQACC], a);
   lay->ws_train_bytes = w;
   lay->ws_infer_bytes = inference_state;
   lay->ws_bwd_bytes = bwd;
@@ -294,7 +298,7 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   asp_cl_geom g = asp_attn_geom(pr, tile);
   const adasplash_attention_desc *d = &pr->d;
   cl_float alpha = d->alpha, scale = d->scale, tol = d->tolerance;
-  cl_int has_alpha = d->alpha_buf != NULL, max_iter = d->max_iter, use_hist = 1;
+  cl_int has_alpha = d->alpha_buf != NULL, max_iter = d->max_iter, use_hist = ctx->tuning.attn_hist;
   /* Quantisation of the in-bin moments: count * qscale < 2^32 for any bin. */
   int bits = 0;
   while (bits < 31 && (1L << bits) <= d->kv_len) ++bits;
@@ -393,8 +397,9 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   memset(&views, 0, sizeof views);
   cl_mem ws = NULL;
   st = asp_get_workspace(ctx, workspace, lay.ws_bwd_bytes, &views, &ws);
-  static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
-                             ASP_SEC_OUT2,     ASP_SEC_ZALPHA,   ASP_SEC_DELTA,  ASP_SEC_DROW};
+  static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP,
+                             ASP_SEC_BITMAP_T, ASP_SEC_OUT2,     ASP_SEC_ZALPHA,
+                             ASP_SEC_DELTA,    ASP_SEC_DROW,     ASP_SEC_DQACC};
   asp_attn_buffers use = lay;
   if (!dalpha) use.size[ASP_SEC_DROW] = 0;
   if (st == ADASPLASH_SUCCESS)
@@ -426,7 +431,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   st = asp_attn_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
                        pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
-  if (st == ADASPLASH_SUCCESS) {
+  const int fused = ctx->tuning.attn_bwd_fused;
+  if (st == ADASPLASH_SUCCESS && !fused) {
     size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
     asp_arg args[] = {ASP_ARG(q),
                       ASP_ARG(k),
@@ -451,6 +457,11 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
     st = asp_attn_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
                          global, local);
   }
+  cl_mem dq_acc = S[ASP_SEC_DQACC];
+  if (st == ADASPLASH_SUCCESS && fused) {
+    const cl_float zero = 0.0f;
+    st = asp_chain_fill(chain, dq_acc, &zero, sizeof zero, 0, use.size[ASP_SEC_DQACC]);
+  }
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nkb * (size_t)wg, (size_t)g.kv_heads, (size_t)g.batch};
     asp_arg args[] = {ASP_ARG(q),
@@ -473,9 +484,18 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
                       ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_DELTA]),
-                      ASP_ARG(S[ASP_SEC_BITMAP_T])};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dkdv", args, sizeof args / sizeof args[0],
-                         3, global, local);
+                      ASP_ARG(S[ASP_SEC_BITMAP_T]),
+                      ASP_ARG(dq_acc)};
+    const size_t nargs = sizeof args / sizeof args[0] - (fused ? 0 : 1);
+    st = asp_attn_launch(chain, plan.program, fused ? "attn_bwd_fused" : "attn_bwd_dkdv", args,
+                         nargs, 3, global, local);
+  }
+  if (st == ADASPLASH_SUCCESS && fused) {
+    const size_t total = rows * (size_t)g.head_dim;
+    size_t global[1] = {(total + (size_t)wg - 1) / (size_t)wg * (size_t)wg};
+    asp_arg args[] = {ASP_ARG(dq_acc), ASP_ARG(pr->q), ASP_ARG(g), ASP_ARG(scale), ASP_ARG(dq)};
+    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq_store", args,
+                         sizeof args / sizeof args[0], 1, global, local);
   }
   if (st == ADASPLASH_SUCCESS && dalpha) {
     size_t global[1] = {(size_t)g.q_heads * (size_t)wg};

@@ -206,8 +206,8 @@ asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile) {
 /* ---- the tile plan --------------------------------------------------------------------------- */
 
 static const char *const asp_entmax_kernels[] = {
-    "attn_tau",     "attn_forward", "attn_forward_grad", "attn_forward_alpha",
-    "attn_bwd_pre", "attn_bwd_dq",  "attn_bwd_dkdv",     "attn_bwd_dalpha"};
+    "attn_tau",    "attn_forward",  "attn_forward_grad", "attn_forward_alpha", "attn_bwd_pre",
+    "attn_bwd_dq", "attn_bwd_dkdv", "attn_bwd_dalpha",   "attn_bwd_fused",     "attn_bwd_dq_store"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
@@ -321,6 +321,8 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     if (family == ASP_PROGRAM_ATTENTION) {
       asp_defines_add_int(&df, "ASP_BINS", bb);
       asp_defines_add_int(&df, "ASP_KMAX", km);
+      /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
+      if (ctx->dev.is_nvidia) asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
     }
     char defines[1024];
     asp_defines_text(&df, defines, sizeof defines);

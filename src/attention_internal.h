@@ -21,6 +21,7 @@ enum {
   ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nkb] score max per tile */
   ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
   ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
+  ASP_SEC_DQACC,      /* workspace (fused backward): [B,Hq,q_len,head_dim] fp32 dQ sums */
   ASP_SEC_COUNT
 };
 

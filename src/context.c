@@ -65,6 +65,7 @@ static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
     t->rows_seg_cols = 65536;
   }
   t->rows_cache = 1;
+  t->attn_hist = 1;
 }
 
 /* "<cache dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. */

@@ -13,10 +13,12 @@ typedef struct asp_tuning {
   unsigned long local_mem; /* bytes of local memory per work-group */
   unsigned long max_wg;    /* work-items per work-group */
   /* Fused attention, portable path. */
-  int attn_tile; /* queries per work-group = keys per tile = bitmap tile side (square tiles) */
-  int attn_wg;   /* work-items per work-group */
-  int attn_dk;   /* head-dim columns staged in local memory per step */
-  int attn_bins; /* histogram bins per unit of scaled score (bracket width 1/bins at worst) */
+  int attn_tile;      /* queries per work-group = keys per tile = bitmap tile side (square tiles) */
+  int attn_wg;        /* work-items per work-group */
+  int attn_dk;        /* head-dim columns staged in local memory per step */
+  int attn_bins;      /* histogram bins per unit of scaled score (bracket width 1/bins at worst) */
+  int attn_hist;      /* 1: histogram start for tau (AdaSplash-2); 0: plain certified bracket */
+  int attn_bwd_fused; /* 1: one backward pass adds dQ atomically; 0: separate dQ and dK/dV passes */
   /* Row-wise entmax. */
   int rows_wg;         /* work-items per row (or per row segment) */
   int rows_bins;       /* histogram bins per unit of scaled score */
