@@ -15,11 +15,14 @@
 # usage: tools/run_gpu.sh [--no-tests]
 # Environment (defaults): NS ("4096 16384 32768"), BETAS ("1 2"), DTYPES ("bf16 f32"),
 #   REPEATS (10), WARMUP (3), BUDGET_S (520: whole run), RESERVE_S (25: kept for table and plot),
-#   BUILD_TIMEOUT (240), CTEST_TIMEOUT (120), BENCH_TIMEOUT (150), PEER_TIMEOUT (90: fa2/cudnn/
+#   BUILD_TIMEOUT (240), CTEST_TIMEOUT (300), CTEST_JOBS (6), TEST_CACHE (/tmp/adasplash-test-
+#   cache: the tests' program cache), BENCH_TIMEOUT (150), PEER_TIMEOUT (90: fa2/cudnn/
 #   efficient per configuration), A2_TIMEOUT (240: AdaSplash-2, which autotunes 60-270 s per new
 #   shape), SKIP_PEERS (0), SKIP_A2 (0), FIRST_CALL (1: cold/warm columns for the first N and
 #   beta), CMAKE_EXTRA (extra CMake arguments, default none), WORK (/tmp/adasplash-gpu-run:
-#   dumped inputs).
+#   dumped inputs), PHASE (all; "ours" = everything but AdaSplash-2, keeping WORK; "a2" = only
+#   AdaSplash-2 on WORK's inputs (regenerated when the machine is fresh) and the table: AdaSplash-2
+#   autotunes for minutes per new shape, so the whole session may not fit one 10-minute call).
 set -u
 
 run_tests=1
@@ -43,12 +46,21 @@ WARMUP=${WARMUP:-3}
 BUDGET_S=${BUDGET_S:-520}
 RESERVE_S=${RESERVE_S:-25}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-240}
-CTEST_TIMEOUT=${CTEST_TIMEOUT:-120}
+CTEST_TIMEOUT=${CTEST_TIMEOUT:-300}
+CTEST_JOBS=${CTEST_JOBS:-6}
+TEST_CACHE=${TEST_CACHE:-/tmp/adasplash-test-cache}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
 PEER_TIMEOUT=${PEER_TIMEOUT:-90}
 A2_TIMEOUT=${A2_TIMEOUT:-240}
 SKIP_PEERS=${SKIP_PEERS:-0}
 SKIP_A2=${SKIP_A2:-0}
+PHASE=${PHASE:-all}
+case "$PHASE" in
+  all) ;;
+  ours) SKIP_A2=1 ;;
+  a2) run_tests=0 ;;
+  *) echo "run_gpu.sh: PHASE must be all, ours or a2" >&2; exit 2 ;;
+esac
 FIRST_CALL=${FIRST_CALL:-1}
 CMAKE_EXTRA=${CMAKE_EXTRA:-}
 WORK=${WORK:-/tmp/adasplash-gpu-run}
@@ -112,7 +124,10 @@ export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
 # the strict errors stay in build.log and are reported).
 build_all() {
   # shellcheck disable=SC2086
+  # The numeric tests share one program cache: NVIDIA compiles an attention program in ~13 s, and
+  # the forward and backward tests build the same ones.
   timeout "$BUILD_TIMEOUT" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release $CMAKE_EXTRA "$@" \
+    "-DADASPLASH_TEST_ENV=ADASPLASH_CACHE_DIR=$TEST_CACHE" \
     >> "$OUT/build.log" 2>&1 || { log "configure failed (see build.log)"; return 1; }
   timeout "$BUILD_TIMEOUT" cmake --build "$BUILD" -j16 >> "$OUT/build.log" 2>&1
 }
@@ -148,7 +163,7 @@ fi
 if [ "$built" = 1 ] && [ "$run_tests" = 1 ]; then
   t=$(limit "$CTEST_TIMEOUT")
   if [ "$t" -gt 0 ]; then
-    (cd "$BUILD" && timeout -k 5 "$t" ctest --output-on-failure --timeout 100) \
+    (cd "$BUILD" && timeout -k 5 "$t" ctest --output-on-failure -j "$CTEST_JOBS" --timeout "$t") \
       > "$OUT/ctest.log" 2>&1
     rc=$?
     log "ctest: rc=$rc ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1))"
@@ -161,11 +176,27 @@ elif [ "$run_tests" = 0 ]; then
 fi
 
 # ---- our benchmark, every N and beta ------------------------------------------------------------
-rm -rf "$WORK"
+[ "$PHASE" = a2 ] || rm -rf "$WORK"
 mkdir -p "$WORK"
 dtype_list=$(echo "$DTYPES" | tr ' ' ',' | sed 's/,,*/,/g; s/^,//; s/,$//')
 configs=()
-if [ "$built" = 1 ] && [ -x "$BENCH" ]; then
+if [ "$PHASE" = a2 ]; then
+  # The inputs of the "ours" phase when this machine still has them, else regenerated (same seed,
+  # same generator: one untimed softmax run per configuration with --dump).
+  for n in $NS; do
+    for beta in $BETAS; do
+      dir=$WORK/inputs-n$n-beta$beta
+      if [ ! -r "$dir/v.npy" ] && [ "$built" = 1 ]; then
+        log "a2: regenerating inputs N=$n beta=$beta"
+        timeout 120 "$BENCH" --mode attention-fwd --b 1 --h 16 --d 64 --causal --n "$n" \
+          --beta "$beta" --dtype bf16 --algos softmax --warmup 0 --repeats 1 --dump "$dir" \
+          > /dev/null 2>&1
+      fi
+      [ -r "$dir/v.npy" ] && configs+=("$n:$beta")
+    done
+  done
+  [ -s "$WORK/bench.jsonl" ] && cp "$WORK/bench.jsonl" "$OUT/bench.jsonl"
+elif [ "$built" = 1 ] && [ -x "$BENCH" ]; then
   first=$FIRST_CALL
   for n in $NS; do
     for beta in $BETAS; do
@@ -226,6 +257,7 @@ if [ "$peers_ok" = 1 ] && [ ${#configs[@]} -gt 0 ]; then
   # Order: FA2 + cuDNN (fast) for every configuration, then AdaSplash-2 (the main target; its first
   # call autotunes for minutes) while time lasts, then the fp32 memory-efficient backend.
   for c in "${configs[@]}"; do
+    [ "$PHASE" = a2 ] && break
     case " $DTYPES " in *" bf16 "*) run_peer "${c%%:*}" "${c##*:}" bf16 fa2,cudnn "$PEER_TIMEOUT" --sparsity ;; esac
   done
   if [ "$SKIP_A2" != 1 ]; then
@@ -234,82 +266,15 @@ if [ "$peers_ok" = 1 ] && [ ${#configs[@]} -gt 0 ]; then
     done
   fi
   for c in "${configs[@]}"; do
+    [ "$PHASE" = a2 ] && break
     case " $DTYPES " in *" f32 "*) run_peer "${c%%:*}" "${c##*:}" fp32 efficient "$PEER_TIMEOUT" ;; esac
   done
 fi
 
 # ---- combined table -----------------------------------------------------------------------------
 if [ -s "$OUT/bench.jsonl" ]; then
-  python3 - "$OUT/bench.jsonl" "$OUT/peers.jsonl" > "$OUT/summary.txt" 2>&1 <<'EOF'
-import json, os, sys
-def lines(path):
-    out = []
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(r, dict):
-                out.append(r)
-    return out
-ours, peers = lines(sys.argv[1]), lines(sys.argv[2])
-pdt = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
-mine, theirs, keys = {}, {}, []
-for r in ours:
-    if not str(r.get("mode", "")).startswith("attention") or r.get("status") != "ok":
-        continue
-    k = (r["n"], r["beta"], r["dtype"])
-    if k not in keys:
-        keys.append(k)
-    mine[k + (r["algo"],)] = r
-names = []
-for r in peers:
-    k = (r["shape"][2], r.get("beta"), r["dtype"], r["peer"])
-    theirs[k] = r
-    if r["peer"] not in names:
-        names.append(r["peer"])
-def ms(r, key):
-    v = r.get(key) if r else None
-    if isinstance(v, dict):
-        v = v.get("median")
-    return "%8.3f" % v if isinstance(v, (int, float)) else "%8s" % "-"
-head = "%6s %4s %5s %-13s | %-17s | %-17s" % ("N", "beta", "dtype", "spars", "entmax fwd / fb", "softmax fwd / fb")
-for p in names:
-    head += " | %-17s" % (p + " fwd / fb")
-head += " | %s" % "entmax_fb/peer_fb"
-print("Median times in ms (fwd = forward alone, fb = forward+backward); spars = block sparsity")
-print("(ours: library statistics; peers' value in brackets). Ours and peers on the same inputs.")
-print(head)
-print("-" * len(head))
-for k in sorted(keys, key=lambda k: (k[0], k[1], k[2])):
-    e, s = mine.get(k + ("entmax",)), mine.get(k + ("softmax",))
-    sp = e.get("block_sparsity") if e else None
-    row = [theirs.get((k[0], k[1], pdt.get(k[2], k[2]), p)) for p in names]
-    psp = next((r.get("block_sparsity") for r in row if r and r.get("block_sparsity") is not None), None)
-    spt = ("%.3f" % sp if sp is not None else "-") + (" [%.2f]" % psp if psp is not None else "")
-    line = "%6d %4g %5s %-13s | %s %s | %s %s" % (k[0], k[1], k[2], spt, ms(e, "fwd_ms"), ms(e, "fwd_bwd_ms"),
-                                              ms(s, "fwd_ms"), ms(s, "fwd_bwd_ms"))
-    ratios = []
-    for p, r in zip(names, row):
-        line += " | %s %s" % (ms(r, "fwd_ms"), ms(r, "fwd_bwd_ms"))
-        if r and e and isinstance(r.get("fwd_bwd_ms"), (int, float)) and r["fwd_bwd_ms"] > 0:
-            ratios.append("%s %.2f" % (p, e["fwd_bwd_ms"]["median"] / r["fwd_bwd_ms"]))
-    print(line + " | " + ", ".join(ratios))
-cold = [r for r in ours if r.get("cold_ms") is not None]
-if cold:
-    print("\nFirst call (prepare + forward on a fresh context): cold = empty cache dir, warm = filled")
-    for r in cold:
-        print("  %-8s %-5s N=%-6d cold %9.1f ms (builds %s)  warm %8.1f ms (disk hits %s)" % (
-            r["algo"], r["dtype"], r["n"], r["cold_ms"], r.get("cold_builds"), r["warm_ms"],
-            r.get("warm_disk_hits")))
-if ours:
-    r = ours[0]
-    print("\nours: %s, %s, driver %s, library %s, path %s" % (r.get("device"), r.get("platform"),
-          r.get("driver"), r.get("library"), r.get("kernel_path")))
-if peers:
-    print("peers: %s" % peers[0].get("device"))
-EOF
+  python3 tools/gpu_table.py "$OUT/bench.jsonl" "$WORK/peers.jsonl" "$OUT/peers.jsonl" \
+    > "$OUT/summary.txt" 2>&1
   cat "$OUT/summary.txt"
 else
   log "no benchmark results: no table"
@@ -332,6 +297,12 @@ if [ -s "$OUT/bench.jsonl" ]; then
       "and peers.jsonl elsewhere)"
   fi
 fi
-rm -rf "$WORK"
+if [ "$PHASE" = ours ]; then
+  # Kept for PHASE=a2 on this machine: the inputs, our results and the fast peers' results.
+  [ -s "$OUT/bench.jsonl" ] && cp "$OUT/bench.jsonl" "$WORK/bench.jsonl"
+  [ -s "$OUT/peers.jsonl" ] && cp "$OUT/peers.jsonl" "$WORK/peers.jsonl"
+else
+  rm -rf "$WORK"
+fi
 log "done in $((SECONDS - START))s; results in $OUT"
 exit 0
