@@ -436,6 +436,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_out
 /* Row sums the backward needs: sum s, sum s dy, and for d(alpha) sum p dy, sum h dy, sum h with
  * s = p^(2-alpha), h = p ln p. */
 inline void asp_bwd_terms(float p, float dy, float alpha, float *acc) {
+  if (isnan(p)) acc[0] = NAN; /* a NaN row (non-finite input): its d(alpha) is NaN too */
   if (!(p > 0.0f)) return;
   int mode = asp_alpha_mode(alpha);
   float s =
@@ -480,6 +481,7 @@ inline void asp_bwd_apply(__global const store_t *y, __global const store_t *dy,
 }
 
 inline float asp_bwd_dalpha(const float *acc, float alpha) {
+  if (isnan(acc[0])) return NAN;
   if (!(acc[0] > 0.0f)) return 0.0f;
   float a1 = alpha - 1.0f;
   float c = acc[1] / acc[0];
