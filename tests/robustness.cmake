@@ -1,0 +1,10 @@
+# Reliability tests (included from tests/CMakeLists.txt), names robustness_*: numerics at the edges
+# (NaN, +-inf, scores of 1e4, single-key and all-equal rows) for attention and the row operator,
+# many threads on one context, racing processes on one disk cache entry, a simulated small device.
+
+# Numerics at the edges, against the double reference (with the library's documented NaN rules).
+add_executable(test_robustness test_robustness.c)
+target_link_libraries(test_robustness PRIVATE adasplash_test_util)
+add_test(NAME robustness_numerics COMMAND test_robustness)
+set_tests_properties(robustness_numerics PROPERTIES SKIP_RETURN_CODE 77
+                                                    ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
