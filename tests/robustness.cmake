@@ -8,3 +8,11 @@ target_link_libraries(test_robustness PRIVATE adasplash_test_util)
 add_test(NAME robustness_numerics COMMAND test_robustness)
 set_tests_properties(robustness_numerics PROPERTIES SKIP_RETURN_CODE 77
                                                     ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
+
+# 8 threads on one context, each on its own queue, mixed attention / rows workload: bitwise the
+# single-threaded results.
+add_executable(test_concurrency test_concurrency.c)
+target_link_libraries(test_concurrency PRIVATE adasplash_test_util Threads::Threads)
+add_test(NAME robustness_threads COMMAND test_concurrency)
+set_tests_properties(robustness_threads PROPERTIES SKIP_RETURN_CODE 77
+                                                   ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
