@@ -16,3 +16,12 @@ target_link_libraries(test_concurrency PRIVATE adasplash_test_util Threads::Thre
 add_test(NAME robustness_threads COMMAND test_concurrency)
 set_tests_properties(robustness_threads PROPERTIES SKIP_RETURN_CODE 77
                                                    ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
+
+# A simulated small device (tuning override local_mem=32768,max_wg=256): smaller tiles, same
+# results.
+add_executable(test_small_device test_small_device.c)
+target_link_libraries(test_small_device PRIVATE adasplash_test_util)
+add_test(NAME robustness_small_device COMMAND test_small_device)
+set_tests_properties(robustness_small_device PROPERTIES SKIP_RETURN_CODE 77
+                                                        ENVIRONMENT "${ADASPLASH_TEST_ENV}"
+                                                        TIMEOUT 600)
