@@ -25,3 +25,9 @@ add_test(NAME robustness_small_device COMMAND test_small_device)
 set_tests_properties(robustness_small_device PROPERTIES SKIP_RETURN_CODE 77
                                                         ENVIRONMENT "${ADASPLASH_TEST_ENV}"
                                                         TIMEOUT 600)
+
+# 8 processes racing on one disk cache entry, and entries made for another device under this
+# device's name (test_cache's own modes; its cache directories are its own temp dirs).
+add_test(NAME robustness_cache COMMAND test_cache --race 8)
+set_tests_properties(robustness_cache PROPERTIES SKIP_RETURN_CODE 77
+                                                 ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 900)
