@@ -8,6 +8,9 @@
  *  - "off" / "" / ADASPLASH_CACHE_DIR=off disable the cache; the directory resolution order;
  *  - 4 processes preparing the same variant at once into one fresh directory leave exactly one
  *    valid entry (and no temp files) that a later context loads.
+ * `test_cache --race N` (CTest robustness_cache: N = 8) runs only the racing processes, with N of
+ * them, and entries made for another device (another key) under this device's name, which must be
+ * rejected and rebuilt, never loaded.
  * The test runs itself as the child processes: test_cache --child <dir> <ready fd> <go fd>.
  */
 #define _XOPEN_SOURCE 700
@@ -35,8 +38,9 @@
 #define ROWS 5
 #define COLS 33
 #define N (ROWS * COLS)
-#define HEADER_BYTES 88 /* src/disk_cache.h: magic, version, header size, length, key, sha256 */
-#define PROCESSES 4
+#define HEADER_BYTES 88  /* src/disk_cache.h: magic, version, header size, length, key, sha256 */
+#define PROCESSES 4      /* the default run */
+#define MAX_PROCESSES 16 /* --race N */
 
 static float g_x[N];
 static double g_ref[N];
@@ -407,6 +411,80 @@ static void test_environment(const char *base) {
                note);
 }
 
+/* ---- an entry made for another device --------------------------------------------------------
+ * The file name and the header both carry the key, a SHA-256 over (among others) the platform,
+ * device and driver identity; the header has no separate device field. An entry written for
+ * another device therefore has another key: copied (or renamed) to this device's name, its header
+ * key differs from the name and the loader must reject it ("foreign-key") and rebuild, never load
+ * it. "Another device" is made here by ADASPLASH_BUILD_OPTIONS, which enters the key exactly
+ * like the device identity does, so the foreign entry is a real, loadable binary: only the key
+ * check keeps it out. (An entry whose name and header key were both forged to this device's key
+ * can only be refused by the driver: the REFUSED_PAYLOAD corruption above.) */
+
+static void check_foreign_rejected(const char *label, const char *dir, const char *entry) {
+  run_result r;
+  run_context(dir, 1, &r);
+  print_stats(label, &r.stats);
+  check_results(label, &r);
+  test_check(r.stats.disk_rejected >= 1 && r.stats.disk_hits == 0,
+             "%s: rejected, not loaded (rejected=%lu, hits=%lu)", label, r.stats.disk_rejected,
+             r.stats.disk_hits);
+  test_check(r.stats.builds >= 1 && r.stats.disk_writes >= 1,
+             "%s: rebuilt from source and rewritten (builds=%lu, writes=%lu)", label,
+             r.stats.builds, r.stats.disk_writes);
+  /* The rewritten entry's header key is the one its name says. */
+  size_t size = 0;
+  unsigned char *buf = read_file(entry, &size);
+  char hex[65];
+  int named = 0;
+  if (buf && size > HEADER_BYTES) {
+    asp_hex(buf + 24, 32, hex);
+    named = strstr(entry, hex) != NULL;
+  }
+  free(buf);
+  test_check(named, "%s: the rewritten entry's header key matches its name", label);
+  run_context(dir, 1, &r);
+  check_results(label, &r);
+  test_check(r.stats.disk_hits >= 1 && r.stats.builds == 0,
+             "%s: the rewritten entry loads (hits=%lu, builds=%lu)", label, r.stats.disk_hits,
+             r.stats.builds);
+}
+
+static void test_foreign_device(const char *base) {
+  char dir[1100], other[1100], entry[2048] = "", other_entry[2048] = "";
+  path_join(dir, sizeof dir, base, "foreign/this");
+  path_join(other, sizeof other, base, "foreign/other");
+  run_result r;
+  run_context(dir, 1, &r);
+  check_results("this device's entry", &r);
+  setenv("ADASPLASH_BUILD_OPTIONS", "-DASP_TEST_OTHER_DEVICE=1", 1);
+  run_context(other, 1, &r);
+  unsetenv("ADASPLASH_BUILD_OPTIONS");
+  check_results("the other device's entry", &r);
+  if (!test_check(count_entries(dir, NULL, entry, sizeof entry) == 1 &&
+                      count_entries(other, NULL, other_entry, sizeof other_entry) == 1,
+                  "one entry for each device"))
+    return;
+  test_check(strcmp(strrchr(entry, '/'), strrchr(other_entry, '/')) != 0,
+             "the other device's entry has another key (%s)", strrchr(other_entry, '/') + 1);
+  size_t size = 0, other_size = 0;
+  unsigned char *mine = read_file(entry, &size);
+  unsigned char *theirs = read_file(other_entry, &other_size);
+  if (test_check(mine && theirs && size > HEADER_BYTES && other_size > HEADER_BYTES,
+                 "reading both entries")) {
+    /* 1. The other device's whole file under this device's name. */
+    test_check(write_file(entry, theirs, other_size) == 0, "copying the other entry over %s",
+               entry);
+    check_foreign_rejected("other device's entry under this name", dir, entry);
+    /* 2. This device's file with the header's key rewritten to the other device's. */
+    memcpy(mine + 24, theirs + 24, 32);
+    test_check(write_file(entry, mine, size) == 0, "rewriting the header key of %s", entry);
+    check_foreign_rejected("this entry with another device's header key", dir, entry);
+  }
+  free(mine);
+  free(theirs);
+}
+
 /* ---- concurrent processes ---------------------------------------------------------------------
  */
 
@@ -443,7 +521,7 @@ static int child_main(const char *dir, int ready_fd, int go_fd) {
   return err < 1e-5 ? 0 : 1;
 }
 
-static void test_processes(const char *argv0, const char *base) {
+static void test_processes(const char *argv0, const char *base, int processes) {
   char dir[1024];
   path_join(dir, sizeof dir, base, "processes");
   int ready[2], go[2];
@@ -456,9 +534,9 @@ static void test_processes(const char *argv0, const char *base) {
   snprintf(go_s, sizeof go_s, "%d", go[0]);
   char *args[] = {(char *)argv0, "--child", dir, ready_s, go_s, NULL};
   fflush(stdout);
-  pid_t pids[PROCESSES];
+  pid_t pids[MAX_PROCESSES];
   int started = 0;
-  for (int i = 0; i < PROCESSES; ++i) {
+  for (int i = 0; i < processes; ++i) {
     pids[i] = fork();
     if (pids[i] == 0) {
       execv(argv0, args);
@@ -481,8 +559,8 @@ static void test_processes(const char *argv0, const char *base) {
   }
   close(ready[0]);
   close(go[1]); /* EOF on "go": all children start preparing */
-  int all_ok = started == PROCESSES;
-  for (int i = 0; i < PROCESSES; ++i) {
+  int all_ok = started == processes;
+  for (int i = 0; i < processes; ++i) {
     if (pids[i] <= 0) continue;
     int status = 0;
     waitpid(pids[i], &status, 0);
@@ -491,11 +569,11 @@ static void test_processes(const char *argv0, const char *base) {
     all_ok &= ok;
   }
   test_check(all_ok, "%d processes prepared the same variant concurrently and got right results",
-             PROCESSES);
-  test_check(ready_count == PROCESSES, "every child signalled readiness (%d)", ready_count);
+             processes);
+  test_check(ready_count == processes, "every child signalled readiness (%d)", ready_count);
   int tmp = 0;
   int n = count_entries(dir, &tmp, NULL, 0);
-  test_check(n == 1, "exactly one entry after %d concurrent writers (%d)", PROCESSES, n);
+  test_check(n == 1, "exactly one entry after %d concurrent writers (%d)", processes, n);
   test_check(tmp == 0, "no temp files left behind (%d)", tmp);
   run_result r;
   run_context(dir, 1, &r);
@@ -511,6 +589,12 @@ int main(int argc, char **argv) {
   make_problem();
   if (argc == 5 && strcmp(argv[1], "--child") == 0)
     return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+  /* --race N: only N racing processes and the other device's entries (robustness_cache). */
+  const int race = argc == 3 && strcmp(argv[1], "--race") == 0 ? atoi(argv[2]) : 0;
+  if (argc > 1 && (race < 2 || race > MAX_PROCESSES)) {
+    printf("usage: %s [--race N (2..%d)]\n", argv[0], MAX_PROCESSES);
+    return 2;
+  }
 
   /* Environment variables this test sets itself; start from a known state. */
   unsetenv("ADASPLASH_CACHE_DIR");
@@ -531,20 +615,25 @@ int main(int argc, char **argv) {
   test_print_device(probe);
   adasplash_context_release(probe);
 
-  char dir[1100], entry[2048] = "";
-  path_join(dir, sizeof dir, base, "store/nested"); /* created by the library (mkdir -p) */
-  test_store_and_load(dir, entry, sizeof entry);
-  if (entry[0]) test_corruptions(dir, entry);
-  test_unwritable(base);
-  test_off(base);
-  test_environment(base);
-  unsetenv("ADASPLASH_CACHE_DIR");
-  unsetenv("XDG_CACHE_HOME");
-  test_processes(argv[0], base);
+  if (race) {
+    test_processes(argv[0], base, race);
+    test_foreign_device(base);
+  } else {
+    char dir[1100], entry[2048] = "";
+    path_join(dir, sizeof dir, base, "store/nested"); /* created by the library (mkdir -p) */
+    test_store_and_load(dir, entry, sizeof entry);
+    if (entry[0]) test_corruptions(dir, entry);
+    test_unwritable(base);
+    test_off(base);
+    test_environment(base);
+    unsetenv("ADASPLASH_CACHE_DIR");
+    unsetenv("XDG_CACHE_HOME");
+    test_processes(argv[0], base, PROCESSES);
+  }
 
   if (test_failures() == 0 || !getenv("ADASPLASH_TEST_KEEP"))
     remove_tree(base);
   else
     printf("kept %s (ADASPLASH_TEST_KEEP)\n", base);
-  return test_finish("cache");
+  return test_finish(race ? "cache --race" : "cache");
 }
