@@ -10,12 +10,16 @@ set_tests_properties(robustness_numerics PROPERTIES SKIP_RETURN_CODE 77
                                                     ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
 
 # 8 threads on one context, each on its own queue, mixed attention / rows workload: bitwise the
-# single-threaded results.
+# single-threaded results with the split backward; with the fused one (the default) dQ, summed by
+# float atomics, within a reordering tolerance.
 add_executable(test_concurrency test_concurrency.c)
 target_link_libraries(test_concurrency PRIVATE adasplash_test_util Threads::Threads)
 add_test(NAME robustness_threads COMMAND test_concurrency)
-set_tests_properties(robustness_threads PROPERTIES SKIP_RETURN_CODE 77
-                                                   ENVIRONMENT "${ADASPLASH_TEST_ENV}" TIMEOUT 600)
+set_tests_properties(robustness_threads PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+                     ENVIRONMENT "${ADASPLASH_TEST_ENV};ADASPLASH_TUNE=attn_bwd_fused=0")
+add_test(NAME robustness_threads_fused COMMAND test_concurrency --atomic-dq)
+set_tests_properties(robustness_threads_fused PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+                     ENVIRONMENT "${ADASPLASH_TEST_ENV}")
 
 # A simulated small device (tuning override local_mem=32768,max_wg=256): smaller tiles, same
 # results.

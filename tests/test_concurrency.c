@@ -3,9 +3,12 @@
  * workload at once: attention forward, attention backward, row entmax forward and backward, in
  * fp32 and bf16 (even / odd threads), several iterations each, half the threads with their own
  * workspace and half letting the library allocate one per call. Every call must succeed and every
- * result must be bitwise identical to the same calls made single-threaded first (the kernels are
- * deterministic: no atomics whose order changes a float result), which are themselves checked
- * against the double reference.
+ * result must be bitwise identical to the same calls made single-threaded first, which are
+ * themselves checked against the double reference. One exception, with --atomic-dq: the fused
+ * backward (the default, tuning key attn_bwd_fused=1) sums dQ with float atomics whose order
+ * between work-groups varies, so dQ is compared within the rounding of a reordered fp32 sum
+ * (1e-5 max(1, max |dQ|), plus one ulp of the stored dtype for bf16). CTest runs both: the split
+ * backward (attn_bwd_fused=0) bitwise, the fused one with --atomic-dq.
  *
  * Reference tolerances of the single-threaded run are those of test_attention_fwd/bwd and
  * test_entmax_rows: O 1e-4 + half an ulp of the stored dtype (2^-8 |O| bf16); gradients 1e-4
@@ -128,10 +131,32 @@ static adasplash_status workload(adasplash_context *ctx, problem_set *s, cl_comm
   return st;
 }
 
-/* Bitwise comparison of a thread's outputs with the single-threaded ones. */
+static int atomic_dq; /* --atomic-dq: dQ within a reordering tolerance, see the top of the file */
+
+static int dq_matches(const problem_set *s, const void *got) {
+  const attn_problem *p = &s->attn;
+  if (!atomic_dq) return memcmp(got, s->dq, p->q_bytes) == 0;
+  double *a = malloc(p->q_n * sizeof *a), *b = malloc(p->q_n * sizeof *b);
+  int ok = a && b;
+  if (ok) {
+    attn_unpack(p, 'q', got, a);
+    attn_unpack(p, 'q', s->dq, b);
+    double m = 1.0;
+    for (size_t i = 0; i < p->q_n; ++i) m = fmax(m, fabs(b[i]));
+    const double ulp = s->dtype == ADASPLASH_BF16 ? 1.0 / 128 : 0.0;
+    for (size_t i = 0; i < p->q_n && ok; ++i)
+      ok = fabs(a[i] - b[i]) <= 1e-5 * m + ulp * fabs(b[i]);
+  }
+  free(a);
+  free(b);
+  return ok;
+}
+
+/* Comparison of a thread's outputs with the single-threaded ones (bitwise but for dQ with
+ * --atomic-dq). */
 static int same_as_baseline(const problem_set *s, const outputs *o) {
   const attn_problem *p = &s->attn;
-  return memcmp(o->h_out, s->out, p->o_bytes) == 0 && memcmp(o->h_dq, s->dq, p->q_bytes) == 0 &&
+  return memcmp(o->h_out, s->out, p->o_bytes) == 0 && dq_matches(s, o->h_dq) &&
          memcmp(o->h_dk, s->dk, p->k_bytes) == 0 && memcmp(o->h_dv, s->dv, p->v_bytes) == 0 &&
          memcmp(o->h_y, s->y, s->r_bytes) == 0 && memcmp(o->h_dx, s->dx, s->r_bytes) == 0;
 }
@@ -298,7 +323,15 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--atomic-dq") == 0) {
+      atomic_dq = 1;
+    } else {
+      fprintf(stderr, "usage: test_concurrency [--atomic-dq]\n");
+      return 2;
+    }
+  }
   adasplash_context *ctx = test_context(NULL);
   test_print_device(ctx);
   problem_set sets[SETS];
@@ -327,8 +360,8 @@ int main(void) {
                t, t % SETS ? "bf16" : "f32", t % 4 < 2 ? "own workspace" : "library workspace",
                jobs[t].error);
     test_check(jobs[t].identical == ITERS,
-               "thread %d: %d of %d iterations bitwise identical to the single-threaded run", t,
-               jobs[t].identical, ITERS);
+               "thread %d: %d of %d iterations identical to the single-threaded run%s", t,
+               jobs[t].identical, ITERS, atomic_dq ? " (dQ within reordering tolerance)" : "");
   }
   for (int i = 0; i < SETS; ++i) set_free(&sets[i]);
   adasplash_context_release(ctx);
