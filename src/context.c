@@ -26,9 +26,26 @@ static adasplash_context_options asp_options_or_defaults(const adasplash_context
   return d;
 }
 
+/* The sizes an adasplash_context_options of this or an older version can have: the end of one of
+ * its members from device on. A size that ends inside a member would copy part of a pointer (the
+ * fuzzer's input tests/fuzz/corpus/regression-options-struct-size-mid-pointer). */
+static int asp_options_size_ok(size_t size) {
+  typedef adasplash_context_options opts;
+  static const size_t ends[] = {
+      offsetof(opts, device) + sizeof(const char *),
+      offsetof(opts, cache_dir) + sizeof(const char *),
+      offsetof(opts, tune) + sizeof(const char *),
+      offsetof(opts, kernel_dir) + sizeof(const char *),
+      offsetof(opts, path) + sizeof(const char *),
+      offsetof(opts, queue_properties) + sizeof(cl_command_queue_properties),
+      sizeof(opts)};
+  for (size_t i = 0; i < sizeof ends / sizeof ends[0]; ++i)
+    if (size == ends[i]) return 1;
+  return 0;
+}
+
 static adasplash_status asp_check_options(const adasplash_context_options *o) {
-  if (o && (o->struct_size < offsetof(adasplash_context_options, device) + sizeof(char *) ||
-            o->struct_size > sizeof *o))
+  if (o && !asp_options_size_ok(o->struct_size))
     return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
                     "options->struct_size=%zu is not a size of adasplash_context_options (%zu); "
                     "call adasplash_context_options_init",

@@ -694,6 +694,8 @@ static void test_context_calls(fixture *f) {
   EXPECT(NULL, adasplash_context_create(&o, NULL), E_ARG, "ctx is NULL");
   o.struct_size = 3;
   EXPECT(NULL, adasplash_context_create(&o, &out), E_ARG, "options->struct_size");
+  o.struct_size = offsetof(adasplash_context_options, cache_dir) + 4; /* half a pointer */
+  EXPECT(NULL, adasplash_context_create(&o, &out), E_ARG, "options->struct_size");
   adasplash_context_options_init(&o);
   o.tune = "no_such_key=4";
   EXPECT(NULL, adasplash_context_create(&o, &out), ADASPLASH_ERROR_INVALID_TUNING, "no_such_key");
