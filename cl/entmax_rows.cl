@@ -586,4 +586,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_rows_f
   float inv = 1.0f / red[0];
   for (int e = lid; e < cols; e += ASP_WG)
     ASP_STORE(y, base + (ulong)e, exp(ASP_LOAD(x, base + (ulong)e) - m) * inv);
+  /* PoCL 3.1 crashed in this kernel when cols < ASP_WG (work-items that skip the loop above)
+   * unless the kernel ends with a barrier; found by the API fuzzer. */
+  barrier(CLK_LOCAL_MEM_FENCE);
 }

@@ -493,8 +493,9 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   if (st == ADASPLASH_SUCCESS && fused) {
     const size_t total = rows * (size_t)g.head_dim;
     size_t global[1] = {(total + (size_t)wg - 1) / (size_t)wg * (size_t)wg};
-    asp_arg args[] = {ASP_ARG(dq_acc), ASP_ARG(pr->q), ASP_ARG(g), ASP_ARG(scale),
-                      ASP_ARG(S[ASP_SEC_ROWSTATE]), ASP_ARG(dq)};
+    asp_arg args[] = {
+        ASP_ARG(dq_acc), ASP_ARG(pr->q), ASP_ARG(g), ASP_ARG(scale), ASP_ARG(S[ASP_SEC_ROWSTATE]),
+        ASP_ARG(dq)};
     st = asp_attn_launch(chain, plan.program, "attn_bwd_dq_store", args,
                          sizeof args / sizeof args[0], 1, global, local);
   }

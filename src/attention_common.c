@@ -4,6 +4,7 @@
  * work-group limit and the compiled kernels' limits).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,6 +142,24 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
   if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
                     fn, (unsigned)d->flags);
+  {
+    /* Each size is bounded above, their product is not: bound the largest state any algorithm
+     * keeps (per-row sections with head_dim floats, the tile matrices at the smallest tile 8, the
+     * dense baseline's rows x kv_len matrices) so that no size computed later wraps around. */
+    const long double rows = (long double)d->batch * d->q_heads * d->q_len;
+    const long double per_row = rows * (8.0L + 3.0L * d->head_dim) * 4.0L;
+    const long double tiles = (long double)d->batch * d->q_heads * (d->q_len / 8.0L + 1.0L) *
+                              (d->kv_len / 8.0L + 1.0L) * 4.0L;
+    const long double dense = d->algorithm == ADASPLASH_ATTN_ENTMAX_DENSE
+                                  ? rows * (long double)d->kv_len * 4.0L * 4.0L
+                                  : 0.0L;
+    if (per_row + tiles + dense > (long double)SIZE_MAX / 4.0L)
+      return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE,
+                      "%s: batch=%d x q_heads=%d x q_len=%d (kv_len=%d, head_dim=%d) needs more "
+                      "than %.3Le bytes of state: too large for this address space",
+                      fn, d->batch, d->q_heads, d->q_len, d->kv_len, d->head_dim,
+                      per_row + tiles + dense);
+  }
   pr->d = *d;
   pr->d.scale = asp_attn_scale(d);
   pr->d.tolerance = d->tolerance > 0.0f ? d->tolerance : 1e-5f;

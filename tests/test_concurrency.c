@@ -144,8 +144,7 @@ static int dq_matches(const problem_set *s, const void *got) {
     double m = 1.0;
     for (size_t i = 0; i < p->q_n; ++i) m = fmax(m, fabs(b[i]));
     const double ulp = s->dtype == ADASPLASH_BF16 ? 1.0 / 128 : 0.0;
-    for (size_t i = 0; i < p->q_n && ok; ++i)
-      ok = fabs(a[i] - b[i]) <= 1e-5 * m + ulp * fabs(b[i]);
+    for (size_t i = 0; i < p->q_n && ok; ++i) ok = fabs(a[i] - b[i]) <= 1e-5 * m + ulp * fabs(b[i]);
   }
   free(a);
   free(b);

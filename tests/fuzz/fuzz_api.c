@@ -428,21 +428,10 @@ static long double attention_need(const adasplash_attention_desc *d, int workspa
   return workspace ? rows * 4 : rows * (2 + (long double)d->head_dim) * 4; /* state, out2 */
 }
 
-/* Known bug, reported (docs/RELIABILITY.md, "Known failures"): for shapes whose state needs more
- * than SIZE_MAX bytes (batch * q_heads * q_len near 2^61 with a small head_dim, or a large
- * kv_len on the dense baseline) saved_size and workspace_size return the wrapped-around product
- * instead of INVALID_SHAPE; the sizes are computed in src/attention.c and src/dense.c. The input
- * is kept in tests/fuzz/known/. Until it is fixed such shapes are not checked;
- * ADASPLASH_FUZZ_KNOWN=1 checks them. */
-static int skip_known_size_wrap(long double need) {
-  return getenv("ADASPLASH_FUZZ_KNOWN") == NULL && need > (long double)SIZE_MAX;
-}
-
 static void check_size(const char *call, const adasplash_attention_desc *d, adasplash_status st,
                        size_t bytes, int workspace) {
   if (st != ADASPLASH_SUCCESS) return;
   long double need = attention_need(d, workspace);
-  if (skip_known_size_wrap(need)) return;
   if ((long double)bytes < need)
     die("%s reported %zu bytes for a shape that needs at least %.0Lf (batch %d, q_heads %d, "
         "q_len %d, kv_len %d, head_dim %d, algorithm %d)",
@@ -541,17 +530,6 @@ static void op_attention(fz_input *in) {
 /* ---- row entmax --------------------------------------------------------------------------------
  */
 
-/* Known bug, reported to the kernel owners (docs/RELIABILITY.md, "Known failures"): on PoCL 3.1
- * the softmax_rows_forward kernel (cl/entmax_rows.cl) crashes the process when cols is smaller
- * than the work-group (64 on CPUs; oclgrind finds nothing wrong with it, the reduction loop has
- * the shape PoCL 3.1 miscompiles). Its inputs are kept in tests/fuzz/known/. Until it is fixed
- * the target leaves out softmax calls with cols < 256; ADASPLASH_FUZZ_KNOWN=1 puts them back. */
-static int skip_known_softmax_rows_crash(const adasplash_entmax_desc *d) {
-  static int known = -1;
-  if (known < 0) known = getenv("ADASPLASH_FUZZ_KNOWN") != NULL;
-  return !known && d->cols < 256;
-}
-
 static void op_rows(fz_input *in) {
   g_op = "rows";
   adasplash_entmax_desc d;
@@ -620,12 +598,10 @@ static void op_rows(fz_input *in) {
   check_status("adasplash_entmax_backward", st, ctx, k_enqueue_errors);
   after_call("adasplash_entmax_backward", st, b0);
 
-  if (!skip_known_softmax_rows_crash(&d)) {
-    arm_sentinel();
-    st = adasplash_softmax_rows_forward(ctx, &d, NULL, x, y, w.n, w.list, NULL);
-    check_status("adasplash_softmax_rows_forward", st, ctx, k_enqueue_errors);
-    after_call("adasplash_softmax_rows_forward", st, b0);
-  }
+  arm_sentinel();
+  st = adasplash_softmax_rows_forward(ctx, &d, NULL, x, y, w.n, w.list, NULL);
+  check_status("adasplash_softmax_rows_forward", st, ctx, k_enqueue_errors);
+  after_call("adasplash_softmax_rows_forward", st, b0);
 
   /* Prepare compiles one program per dtype: only f32 (prepared) or invalid dtypes. */
   if (d.dtype != ADASPLASH_F32 && adasplash_dtype_size(d.dtype) != 0) return;
