@@ -11,7 +11,6 @@
 #include "entmax_solver.clh"
 
 #define ASP_W (ASP_BINS + 1)
-#define ASP_NSUM 8
 
 /* ---- shared pieces ----------------------------------------------------------------------------
  */
@@ -19,34 +18,21 @@
 /* Tree reduction of ASP_NSUM values per work-item (the 8th is a min); result in red[q*WG]. Fixed
  * order, so the same inputs give bit-identical sums. */
 inline void asp_reduce_sums(__local float *red, asp_sweep_sums *s, int lid) {
-  red[0 * ASP_WG + lid] = s->a0;
-  red[1 * ASP_WG + lid] = s->a1;
-  red[2 * ASP_WG + lid] = s->a2;
-  red[3 * ASP_WG + lid] = s->f_lo;
-  red[4 * ASP_WG + lid] = s->n_hi;
-  red[5 * ASP_WG + lid] = s->s1_hi;
-  red[6 * ASP_WG + lid] = s->s2_hi;
-  red[7 * ASP_WG + lid] = s->min_hi;
+  for (int q = 0; q < ASP_NSUM; ++q) red[q * ASP_WG + lid] = asp_sums_get(s, q);
   for (int stride = ASP_WG / 2; stride > 0; stride >>= 1) {
     barrier(CLK_LOCAL_MEM_FENCE);
     if (lid < stride) {
       for (int q = 0; q < ASP_NSUM - 1; ++q)
         red[q * ASP_WG + lid] += red[q * ASP_WG + lid + stride];
-      red[7 * ASP_WG + lid] = fmin(red[7 * ASP_WG + lid], red[7 * ASP_WG + lid + stride]);
+      red[(ASP_NSUM - 1) * ASP_WG + lid] =
+          fmin(red[(ASP_NSUM - 1) * ASP_WG + lid], red[(ASP_NSUM - 1) * ASP_WG + lid + stride]);
     }
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 inline void asp_sums_from(__local const float *red, asp_sweep_sums *s) {
-  s->a0 = red[0 * ASP_WG];
-  s->a1 = red[1 * ASP_WG];
-  s->a2 = red[2 * ASP_WG];
-  s->f_lo = red[3 * ASP_WG];
-  s->n_hi = red[4 * ASP_WG];
-  s->s1_hi = red[5 * ASP_WG];
-  s->s2_hi = red[6 * ASP_WG];
-  s->min_hi = red[7 * ASP_WG];
+  for (int q = 0; q < ASP_NSUM; ++q) asp_sums_put(s, q, red[q * ASP_WG]);
 }
 
 /* Scaled value of column e of a row: (alpha-1) * z; -inf marks a masked entry. The cache (fused
@@ -397,14 +383,8 @@ __kernel void entmax_seg_step(int rows, float alpha_scalar, __global const float
   asp_sums_zero(&tot);
   for (int s = 0; s < nseg; ++s) {
     __global const float *p = partials + ((size_t)row * nseg + s) * ASP_NSUM;
-    tot.a0 += p[0];
-    tot.a1 += p[1];
-    tot.a2 += p[2];
-    tot.f_lo += p[3];
-    tot.n_hi += p[4];
-    tot.s1_hi += p[5];
-    tot.s2_hi += p[6];
-    tot.min_hi = fmin(tot.min_hi, p[7]);
+    for (int q = 0; q < ASP_NSUM - 1; ++q) asp_sums_put(&tot, q, asp_sums_get(&tot, q) + p[q]);
+    tot.min_hi = fmin(tot.min_hi, p[ASP_NSUM - 1]);
   }
   int k = ncand[row];
   for (int i = 0; i < asp_min_int(k, ASP_KMAX); ++i) cand[i] = cands[(size_t)row * ASP_KMAX + i];
