@@ -5,8 +5,8 @@
 # 2. the consumer project tests/install built with find_package(adasplash-cl CONFIG REQUIRED);
 # 3. the same consumer built with the flags of `pkg-config --cflags --libs adasplash-cl`;
 # 4. both executables (and the installed adasplash-info and adasplash-tune --version) run with the
-#    installed library on LD_LIBRARY_PATH; each must exit 0 (a consumer that finds no OpenCL device prints
-#    "adasplash-consumer: SKIP", which CTest reports as skipped).
+#    installed library on LD_LIBRARY_PATH; each must exit 0 (a consumer that finds no OpenCL
+#    device prints "adasplash-consumer: SKIP", which CTest reports as skipped).
 # Every failing step stops the script with a message saying what failed and its output.
 cmake_minimum_required(VERSION 3.16)
 
