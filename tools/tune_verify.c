@@ -270,7 +270,10 @@ static int tune_verify_attn_case(tune_attn_case *c, adasplash_context *ctx, doub
       rc = tune_lib_failure(ctx, st, "adasplash_attention_backward", why, why_size);
   }
   float *got = rc == 0 ? (float *)malloc(c->qn > c->kvn ? qb : kb) : NULL;
-  if (rc == 0 && !got) rc = -1, snprintf(why, why_size, "out of host memory");
+  if (rc == 0 && !got) {
+    snprintf(why, why_size, "out of host memory");
+    rc = -1;
+  }
   const char *names[4] = {"out", "dQ", "dK", "dV"};
   const cl_mem bufs[4] = {out, dq, dk, dv};
   const double *refs[4] = {c->out_ref, c->dq_ref, c->dk_ref, c->dv_ref};
