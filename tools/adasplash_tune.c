@@ -524,16 +524,19 @@ static void tune_print_table(const tune_run *r) {
     printf("  %-9s %s; median of %d (%s)\n", tune_target_name((tune_target)t), shape, o->repeats,
            r->wall_clock ? "wall clock" : "profiling events");
   }
-  printf("\n%-9s  %-40s  %-8s  %10s  %7s  %s\n", "target", "candidate", "verified", "median ms",
+  int w = 24; /* the candidate column fits the longest label */
+  for (size_t i = 0; i < r->nlines; ++i)
+    if ((int)strlen(r->lines[i].label) > w) w = (int)strlen(r->lines[i].label);
+  printf("\n%-9s  %-*s  %-8s  %10s  %7s  %s\n", "target", w, "candidate", "verified", "median ms",
          "speedup", "note");
   for (size_t i = 0; i < r->nlines; ++i) {
     const tune_line *l = &r->lines[i];
     const char *ver = l->outcome == TUNE_MEASURED ? "yes" : (l->outcome == TUNE_OFF ? "NO" : "-");
     if (l->outcome == TUNE_MEASURED)
-      printf("%-9s  %-40s  %-8s  %10.3f  %6.3fx  %s\n", tune_target_name(l->target), l->label, ver,
-             l->ms, r->default_ms[l->target] / l->ms, l->note);
+      printf("%-9s  %-*s  %-8s  %10.3f  %6.3fx  %s\n", tune_target_name(l->target), w, l->label,
+             ver, l->ms, r->default_ms[l->target] / l->ms, l->note);
     else
-      printf("%-9s  %-40s  %-8s  %10s  %7s  %s: %s\n", tune_target_name(l->target), l->label, ver,
+      printf("%-9s  %-*s  %-8s  %10s  %7s  %s: %s\n", tune_target_name(l->target), w, l->label, ver,
              "-", "-", l->outcome == TUNE_OFF ? "rejected" : "skipped", l->note);
   }
   printf("\n");

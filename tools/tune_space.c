@@ -10,13 +10,14 @@
 #include "tuning.h"
 
 /* The search space. Values are what is worth measuring on current devices; the library's bounds
- * and the device's limits trim them at run time. attn_bwd_fused is searched only when the linked
- * library knows the key. */
+ * and the device's limits trim them at run time. A key the linked library does not know (say an
+ * older library without attn_bwd_fused) is found at run time and not searched. */
 static const tune_key tune_keys[] = {
     {"attn_tile", TUNE_ATTENTION, 0, {16, 32, 64}, 3},
     {"attn_wg", TUNE_ATTENTION, 1, {32, 64, 128, 256}, 4},
     {"attn_dk", TUNE_ATTENTION, 0, {8, 16, 32}, 3},
     {"attn_bins", TUNE_ATTENTION, 0, {8, 16, 32}, 3},
+    {"attn_hist", TUNE_ATTENTION, 0, {0, 1}, 2},
     {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2},
     {"rows_wg", TUNE_ROWS, 1, {64, 128, 256, 512}, 4},
     {"rows_bins", TUNE_ROWS, 0, {32, 64, 128}, 3},
