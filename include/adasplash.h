@@ -204,6 +204,15 @@ typedef struct adasplash_device_info {
   int nvidia_compute_capability;     /* 10*major+minor on NVIDIA, else 0 */
   adasplash_kernel_path kernel_path; /* the path this context uses */
   char selection_reason[128];        /* why this device was chosen ("ADASPLASH_DEVICE=gpu", ...) */
+  /* The per-device tuned-parameters file this context reads (docs/TUNING.md): $ADASPLASH_TUNE_FILE,
+   * else <cache dir>/tuned-<device hash>.conf (the cache directory of options->cache_dir /
+   * $ADASPLASH_CACHE_DIR rules, also on PoCL); "" when there is none (cache directory "off").
+   * adasplash-tune writes this file. */
+  char tuned_file[1024];
+  int tuned_file_loaded; /* 1 when tuned_file existed and was applied */
+  /* The launch parameters the context uses, "key=value" lines: defaults for the device class, then
+   * the tuned file, then options->tune / $ADASPLASH_TUNE. */
+  char tuning[1024];
 } adasplash_device_info;
 
 ADASPLASH_API adasplash_status adasplash_context_get_device_info(const adasplash_context *ctx,

@@ -90,11 +90,14 @@ static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
   t->attn_bwd_fused = 1;
 }
 
-/* "<cache dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. */
-static int asp_tuned_file_path(const adasplash_context *ctx, char *out, size_t size) {
+/* "<dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. dir is the cache directory
+ * even where program binaries are not cached there (PoCL, ADASPLASH_DISK_CACHE=OFF builds): the
+ * tuned file is small text that adasplash-tune writes for every device. */
+static int asp_tuned_file_path(const adasplash_context *ctx, const char *dir, char *out,
+                               size_t size) {
   const char *env = asp_getenv("ADASPLASH_TUNE_FILE");
   if (env) return asp_strlcpy(out, env, size) == 0;
-  if (!ctx->cache_dir[0]) return 0;
+  if (!dir[0]) return 0;
   asp_sha256_ctx h;
   asp_sha256_init(&h);
   const adasplash_device_info *i = &ctx->dev.info;
@@ -104,17 +107,20 @@ static int asp_tuned_file_path(const adasplash_context *ctx, char *out, size_t s
   asp_sha256_final(&h, digest);
   char hex[65];
   asp_hex(digest, 8, hex);
-  int n = snprintf(out, size, "%s/tuned-%s.conf", ctx->cache_dir, hex);
+  int n = snprintf(out, size, "%s/tuned-%s.conf", dir, hex);
   return n > 0 && (size_t)n < size;
 }
 
-static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *override) {
+static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *override,
+                                        const char *tune_dir) {
   asp_default_tuning(&ctx->dev, &ctx->tuning);
   unsigned long dev_local = (unsigned long)ctx->dev.info.local_mem_size;
   unsigned long dev_wg = (unsigned long)ctx->dev.info.max_work_group_size;
   char err[512];
-  char path[1024];
-  if (asp_tuned_file_path(ctx, path, sizeof path)) {
+  char *path = ctx->dev.info.tuned_file;
+  path[0] = '\0';
+  ctx->dev.info.tuned_file_loaded = 0;
+  if (asp_tuned_file_path(ctx, tune_dir, path, sizeof ctx->dev.info.tuned_file)) {
     FILE *f = fopen(path, "rb");
     if (f) {
       char text[8192];
@@ -123,7 +129,10 @@ static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *over
       text[n] = '\0';
       if (asp_tuning_apply(&ctx->tuning, text, dev_local, dev_wg, err, sizeof err) != 0)
         return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "tuned file %s: %s", path, err);
+      ctx->dev.info.tuned_file_loaded = 1;
     }
+  } else {
+    path[0] = '\0';
   }
   if (!override) override = asp_getenv("ADASPLASH_TUNE");
   if (asp_tuning_apply(&ctx->tuning, override, dev_local, dev_wg, err, sizeof err) != 0)
@@ -131,6 +140,7 @@ static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *over
   /* The planners see the (possibly lowered) limits through the public device info too. */
   ctx->dev.info.local_mem_size = ctx->tuning.local_mem;
   ctx->dev.info.max_work_group_size = ctx->tuning.max_wg;
+  asp_tuning_format(&ctx->tuning, ctx->dev.info.tuning, sizeof ctx->dev.info.tuning);
   return ADASPLASH_SUCCESS;
 }
 
@@ -158,6 +168,9 @@ static adasplash_status asp_context_finish(adasplash_context *ctx,
    * default location only when the build enables it and the driver does not cache by itself. */
   const int explicit_dir = o->cache_dir != NULL || getenv("ADASPLASH_CACHE_DIR") != NULL;
   ctx->disk_cache = asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
+  char tune_dir[sizeof ctx->cache_dir];
+  memcpy(tune_dir, ctx->cache_dir, sizeof tune_dir);
+  if (!ctx->disk_cache) tune_dir[0] = '\0'; /* "off", or no usable directory */
   if (ctx->disk_cache && !explicit_dir && !ADASPLASH_DISK_CACHE_DEFAULT) {
     ctx->disk_cache = 0;
     asp_strlcpy(ctx->stats.cache_note, "off: built with ADASPLASH_DISK_CACHE=OFF",
@@ -175,7 +188,7 @@ static adasplash_status asp_context_finish(adasplash_context *ctx,
   const char *kdir = o->kernel_dir ? o->kernel_dir : asp_getenv("ADASPLASH_KERNEL_DIR");
   if (kdir && asp_strlcpy(ctx->kernel_dir, kdir, sizeof ctx->kernel_dir))
     return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "kernel_dir is too long");
-  st = asp_init_tuning(ctx, o->tune);
+  st = asp_init_tuning(ctx, o->tune, tune_dir);
   if (st != ADASPLASH_SUCCESS) return st;
   st = asp_choose_path(ctx, o->path);
   if (st != ADASPLASH_SUCCESS) return st;

@@ -4,9 +4,9 @@
 # 1. `cmake --install <build> --prefix <scratch>/prefix` of the already-built project;
 # 2. the consumer project tests/install built with find_package(adasplash-cl CONFIG REQUIRED);
 # 3. the same consumer built with the flags of `pkg-config --cflags --libs adasplash-cl`;
-# 4. both executables (and the installed adasplash-info --version) run with the installed library
-#    on LD_LIBRARY_PATH; each must exit 0 (a consumer that finds no OpenCL device prints
-#    "adasplash-consumer: SKIP", which CTest reports as skipped).
+# 4. both executables (and the installed adasplash-info and adasplash-tune --version) run with the
+#    installed library on LD_LIBRARY_PATH; each must exit 0 (a consumer that finds no OpenCL
+#    device prints "adasplash-consumer: SKIP", which CTest reports as skipped).
 # Every failing step stops the script with a message saying what failed and its output.
 cmake_minimum_required(VERSION 3.16)
 
@@ -90,6 +90,12 @@ if(EXISTS "${BINARY_DIR}/tools/adasplash-info")
     message(FATAL_ERROR "install test: adasplash-info was built but not installed to bin")
   endif()
   run_program("installed adasplash-info --version" "${prefix}/bin/adasplash-info" --version)
+endif()
+if(EXISTS "${BINARY_DIR}/tools/adasplash-tune")
+  if(NOT EXISTS "${prefix}/bin/adasplash-tune")
+    message(FATAL_ERROR "install test: adasplash-tune was built but not installed to bin")
+  endif()
+  run_program("installed adasplash-tune --version" "${prefix}/bin/adasplash-tune" --version)
 endif()
 
 # ---- 2. CMake consumer --------------------------------------------------------------------------

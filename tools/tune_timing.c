@@ -1,0 +1,264 @@
+/*
+ * tune_timing.c - representative attention and row-entmax workloads and their timing with
+ * OpenCL profiling events (see tune_timing.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "tune_timing.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "locality.h"
+
+struct tune_work {
+  int is_attention;
+  cl_context context;
+  cl_command_queue queue;
+  adasplash_attention_desc attn;
+  adasplash_entmax_desc rows;
+  /* attention: q k v out dout dq dk dv; rows: x y */
+  cl_mem m[8];
+  int count;
+  cl_mem saved, workspace; /* grown to what each candidate context asks for */
+  size_t saved_bytes, workspace_bytes;
+};
+
+static double tune_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Converts n floats to dtype and uploads them into a new buffer (NULL data: uninitialised). */
+static cl_mem tune_upload(tune_work *w, const float *data, size_t n, adasplash_dtype dtype,
+                          cl_int *err) {
+  const size_t bytes = n * adasplash_dtype_size(dtype);
+  cl_mem m = clCreateBuffer(w->context, CL_MEM_READ_WRITE, bytes, NULL, err);
+  if (*err != CL_SUCCESS || !data) return m;
+  void *tmp = malloc(bytes);
+  if (!tmp) {
+    *err = CL_OUT_OF_HOST_MEMORY;
+  } else if (adasplash_convert(data, ADASPLASH_F32, tmp, dtype, n) != ADASPLASH_SUCCESS) {
+    *err = CL_INVALID_VALUE;
+  } else {
+    *err = clEnqueueWriteBuffer(w->queue, m, CL_TRUE, 0, bytes, tmp, 0, NULL, NULL);
+  }
+  free(tmp);
+  return m;
+}
+
+static tune_work *tune_work_new(cl_context context, cl_command_queue queue) {
+  tune_work *w = (tune_work *)calloc(1, sizeof *w);
+  if (!w) return NULL;
+  w->context = context;
+  w->queue = queue;
+  return w;
+}
+
+tune_work *tune_work_attention(cl_context context, cl_command_queue queue, const tune_attn_shape *s,
+                               char *why, size_t why_size) {
+  tune_work *w = tune_work_new(context, queue);
+  const size_t n = (size_t)s->batch * s->heads * s->n * s->head_dim;
+  float *host = (float *)malloc(4 * n * sizeof(float));
+  if (!w || !host) {
+    free(host);
+    free(w);
+    snprintf(why, why_size, "out of host memory for %zu elements", 4 * n);
+    return NULL;
+  }
+  w->is_attention = 1;
+  adasplash_attention_desc *d = &w->attn;
+  adasplash_attention_desc_init(d);
+  d->dtype = s->dtype;
+  d->batch = s->batch;
+  d->q_heads = d->kv_heads = s->heads;
+  d->q_len = d->kv_len = s->n;
+  d->head_dim = s->head_dim;
+  d->causal = 1;
+  d->alpha = (float)s->alpha;
+  bench_locality_params p = {s->batch, s->heads, s->n, s->head_dim, 2.0, 0.15, 1};
+  bench_locality_generate(&p, host, host + n, host + 2 * n);
+  bench_dout_generate(&p, host + 3 * n);
+  /* q k v dout from the host; out dq dk dv written by the library. */
+  const float *src[8] = {host, host + n, host + 2 * n, host + 3 * n, NULL, NULL, NULL, NULL};
+  cl_int err = CL_SUCCESS;
+  for (int i = 0; i < 8 && err == CL_SUCCESS; ++i)
+    w->m[w->count++] = tune_upload(w, src[i], n, s->dtype, &err);
+  free(host);
+  if (err != CL_SUCCESS) {
+    snprintf(why, why_size, "creating the attention buffers (%zu elements each) failed: %d", n,
+             (int)err);
+    tune_work_free(w);
+    return NULL;
+  }
+  return w;
+}
+
+tune_work *tune_work_rows(cl_context context, cl_command_queue queue, const tune_rows_shape *s,
+                          char *why, size_t why_size) {
+  tune_work *w = tune_work_new(context, queue);
+  const size_t n = s->rows * s->cols;
+  float *host = (float *)malloc(n * sizeof(float));
+  if (!w || !host) {
+    free(host);
+    free(w);
+    snprintf(why, why_size, "out of host memory for %zu elements", n);
+    return NULL;
+  }
+  adasplash_entmax_desc *d = &w->rows;
+  adasplash_entmax_desc_init(d);
+  d->dtype = s->dtype;
+  d->rows = s->rows;
+  d->cols = s->cols;
+  d->alpha = (float)s->alpha;
+  bench_rows_generate(BENCH_ROWS_GAUSSIAN, s->rows, s->cols, 1.0, 0, 1, host);
+  cl_int err = CL_SUCCESS;
+  w->m[w->count++] = tune_upload(w, host, n, s->dtype, &err);
+  if (err == CL_SUCCESS) w->m[w->count++] = tune_upload(w, NULL, n, s->dtype, &err);
+  free(host);
+  if (err != CL_SUCCESS) {
+    snprintf(why, why_size, "creating the row buffers (%zu elements each) failed: %d", n, (int)err);
+    tune_work_free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void tune_work_free(tune_work *w) {
+  if (!w) return;
+  for (int i = 0; i < w->count; ++i)
+    if (w->m[i]) clReleaseMemObject(w->m[i]);
+  if (w->saved) clReleaseMemObject(w->saved);
+  if (w->workspace) clReleaseMemObject(w->workspace);
+  free(w);
+}
+
+const adasplash_attention_desc *tune_work_attention_desc(const tune_work *w) {
+  return w->is_attention ? &w->attn : NULL;
+}
+
+const adasplash_entmax_desc *tune_work_rows_desc(const tune_work *w) {
+  return w->is_attention ? NULL : &w->rows;
+}
+
+/* Makes *buf at least bytes large. */
+static cl_int tune_grow(tune_work *w, cl_mem *buf, size_t *have, size_t bytes) {
+  if (*buf && *have >= bytes) return CL_SUCCESS;
+  if (*buf) clReleaseMemObject(*buf);
+  *have = 0;
+  cl_int err = CL_SUCCESS;
+  *buf = clCreateBuffer(w->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+  if (err != CL_SUCCESS) {
+    *buf = NULL;
+    return err;
+  }
+  *have = bytes;
+  return CL_SUCCESS;
+}
+
+static int tune_lib_failure(const adasplash_context *ctx, adasplash_status st, const char *what,
+                            char *why, size_t why_size) {
+  char msg[768] = "";
+  adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
+  snprintf(why, why_size, "%s: %s: %s", what, adasplash_status_string(st), msg);
+  return -1;
+}
+
+/* Enqueues one unit of work; ev[0] the first call, ev[1] the last (or NULL). */
+static adasplash_status tune_enqueue(tune_work *w, adasplash_context *ctx, cl_event ev[2]) {
+  cl_mem *m = w->m;
+  if (!w->is_attention)
+    return adasplash_entmax_forward(ctx, &w->rows, w->queue, m[0], m[1], NULL, 0, NULL, &ev[0]);
+  adasplash_status st = adasplash_attention_forward(ctx, &w->attn, w->queue, m[0], m[1], m[2], m[4],
+                                                    w->saved, w->workspace, 0, NULL, &ev[0]);
+  if (st != ADASPLASH_SUCCESS) return st;
+  return adasplash_attention_backward(ctx, &w->attn, w->queue, m[0], m[1], m[2], m[4], m[3],
+                                      w->saved, m[5], m[6], m[7], NULL, w->workspace, 0, NULL,
+                                      &ev[1]);
+}
+
+static void tune_release2(cl_event ev[2]) {
+  for (int i = 0; i < 2; ++i)
+    if (ev[i]) clReleaseEvent(ev[i]);
+  ev[0] = ev[1] = NULL;
+}
+
+static int tune_cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int tune_work_time(tune_work *w, adasplash_context *ctx, int warmup, int repeats, double *median_ms,
+                   int *wall_clock, char *why, size_t why_size) {
+  *wall_clock = 0;
+  if (w->is_attention) {
+    size_t saved = 0, ws = 0;
+    adasplash_status st = adasplash_attention_saved_size(ctx, &w->attn, &saved);
+    if (st != ADASPLASH_SUCCESS)
+      return tune_lib_failure(ctx, st, "adasplash_attention_saved_size", why, why_size);
+    st = adasplash_attention_workspace_size(ctx, &w->attn, &ws);
+    if (st != ADASPLASH_SUCCESS)
+      return tune_lib_failure(ctx, st, "adasplash_attention_workspace_size", why, why_size);
+    cl_int err = tune_grow(w, &w->saved, &w->saved_bytes, saved);
+    if (err == CL_SUCCESS) err = tune_grow(w, &w->workspace, &w->workspace_bytes, ws);
+    if (err != CL_SUCCESS) {
+      snprintf(why, why_size, "allocating saved (%zu B) / workspace (%zu B) failed: %d", saved, ws,
+               (int)err);
+      return -1;
+    }
+  }
+  double *t = (double *)calloc((size_t)repeats, sizeof(double));
+  if (!t) {
+    snprintf(why, why_size, "out of host memory");
+    return -1;
+  }
+  int rc = 0;
+  for (int i = 0; i < warmup + repeats && rc == 0; ++i) {
+    cl_event ev[2] = {NULL, NULL}, marker = NULL;
+    clFinish(w->queue);
+    double w0 = tune_now();
+    cl_int err = clEnqueueMarkerWithWaitList(w->queue, 0, NULL, &marker);
+    if (err != CL_SUCCESS) {
+      snprintf(why, why_size, "clEnqueueMarkerWithWaitList failed: %d", (int)err);
+      rc = -1;
+      break;
+    }
+    adasplash_status st = tune_enqueue(w, ctx, ev);
+    if (st != ADASPLASH_SUCCESS) {
+      rc = tune_lib_failure(ctx, st, w->is_attention ? "attention forward/backward" : "entmax", why,
+                            why_size);
+    } else {
+      cl_event last = ev[1] ? ev[1] : ev[0];
+      err = clWaitForEvents(1, &last);
+      double w1 = tune_now();
+      cl_ulong t0 = 0, t1 = 0;
+      if (err != CL_SUCCESS) {
+        snprintf(why, why_size, "clWaitForEvents failed: %d", (int)err);
+        rc = -1;
+      } else if (i >= warmup) {
+        if (!*wall_clock &&
+            clGetEventProfilingInfo(marker, CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL) ==
+                CL_SUCCESS &&
+            clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) ==
+                CL_SUCCESS &&
+            t1 >= t0) {
+          t[i - warmup] = (double)(t1 - t0) * 1e-6;
+        } else {
+          *wall_clock = 1;
+          t[i - warmup] = (w1 - w0) * 1e3;
+        }
+      }
+    }
+    clFinish(w->queue);
+    clReleaseEvent(marker);
+    tune_release2(ev);
+  }
+  if (rc == 0) {
+    qsort(t, (size_t)repeats, sizeof *t, tune_cmp);
+    *median_ms = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
+  }
+  free(t);
+  return rc;
+}
