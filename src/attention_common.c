@@ -235,13 +235,11 @@ static void asp_attn_plan_key(asp_program_family family, adasplash_dtype dtype, 
   snprintf(key, size, "attn:family=%d:dtype=%d:hd=%d", (int)family, (int)dtype, hd);
 }
 
-/* Local memory the largest kernel of a configuration uses (static arrays), bytes. hc: histogram
- * copies per row in the threshold pass. */
-static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax, int hc) {
+/* Local memory the largest kernel of a configuration uses (static arrays), bytes. */
+static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax) {
   size_t tp = (size_t)t + 1;
   size_t stage = 2 * (size_t)dk * tp * 4;
-  size_t tau = stage + 3 * (size_t)hc * (size_t)t * (size_t)(bins + 1) * 4 + (size_t)t * tp * 4 +
-               (size_t)hc * (size_t)t * 4 + (size_t)t * (size_t)tc * 4 +
+  size_t tau = stage + 3 * (size_t)t * (size_t)(bins + 1) * 4 + (size_t)t * (size_t)tc * 4 +
                (size_t)t * (size_t)kmax * 4 + (size_t)t * (5 * 4 + 48) + 64;
   size_t fwd = stage + (size_t)t * tp * 4 + (size_t)t * (size_t)tc * 4 + 5 * (size_t)t * 4;
   size_t bwd = stage + (size_t)t * tp * 4 + 7 * (size_t)t * 4;
@@ -306,20 +304,15 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     while (dkk > tc && (dkk > hd || hd % dkk != 0)) dkk -= tc;
     if (hd % dkk != 0) dkk = tc; /* every padded size is a multiple of 16 >= tc here */
     int bb = bins, km = kmax;
-    /* Histogram copies per row in the threshold pass (attn_tau.clh): two when the work-group has
-     * two work-items per row, the first thing given up when local memory is short. */
-    int hcopies = wg / t >= 2 ? 2 : 1;
-    size_t need = asp_attn_local_bytes(t, tc, dkk, bb, km, hcopies);
-    if (need + 256 > tu->local_mem && hcopies > 1)
-      need = asp_attn_local_bytes(t, tc, dkk, bb, km, hcopies = 1);
+    size_t need = asp_attn_local_bytes(t, tc, dkk, bb, km);
     while (need + 256 > tu->local_mem && bb > 4)
-      need = asp_attn_local_bytes(t, tc, dkk, bb /= 2, km, hcopies);
+      need = asp_attn_local_bytes(t, tc, dkk, bb /= 2, km);
     while (need + 256 > tu->local_mem && km > 8)
-      need = asp_attn_local_bytes(t, tc, dkk, bb, km /= 2, hcopies);
+      need = asp_attn_local_bytes(t, tc, dkk, bb, km /= 2);
     while (need + 256 > tu->local_mem && dkk > tc) {
       dkk -= tc;
       while (dkk > tc && hd % dkk != 0) dkk -= tc;
-      need = asp_attn_local_bytes(t, tc, dkk, bb, km, hcopies);
+      need = asp_attn_local_bytes(t, tc, dkk, bb, km);
     }
     if (need + 256 > tu->local_mem) {
       if (wg <= 16 && t <= 8)
@@ -347,7 +340,6 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     if (family == ASP_PROGRAM_ATTENTION) {
       asp_defines_add_int(&df, "ASP_BINS", bb);
       asp_defines_add_int(&df, "ASP_KMAX", km);
-      asp_defines_add_int(&df, "ASP_HC", hcopies);
       /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
       if (ctx->dev.is_nvidia) asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
     }
