@@ -511,6 +511,63 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
 /* ---- public calls ------------------------------------------------------------------------------
  */
 
+/* Bytes of the saved state (workspace: 1) the call will use, without compiling: the whole buffer
+ * when the entmax kernels are not prepared yet (the call then fails with NOT_PREPARED anyway). */
+static size_t asp_attn_state_bytes(adasplash_context *ctx, const asp_attn_problem *pr,
+                                   int workspace) {
+  size_t bytes = SIZE_MAX;
+  if (pr->d.algorithm != ADASPLASH_ATTN_ENTMAX) {
+    adasplash_status st = workspace ? asp_baseline_workspace_size(ctx, pr, &bytes)
+                                    : asp_baseline_saved_size(ctx, pr, &bytes);
+    return st == ADASPLASH_SUCCESS ? bytes : SIZE_MAX;
+  }
+  asp_plan plan;
+  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) !=
+      ADASPLASH_SUCCESS)
+    return SIZE_MAX; /* its NOT_PREPARED message is the one the call reports next */
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, pr, plan.params[AP_T], &lay);
+  return workspace ? asp_attn_workspace_need(&lay) : lay.saved_bytes;
+}
+
+static asp_region asp_tensor_region(cl_mem buf, const char *name, const asp_cl_layout *l,
+                                    size_t end, size_t esize, int written) {
+  asp_region r = {buf, (size_t)l->off * esize, end, name, written, 0};
+  return r;
+}
+
+static asp_region asp_span_region(cl_mem buf, const char *name, size_t bytes, int written) {
+  asp_region r = {buf, 0, bytes, name, written, 1};
+  return r;
+}
+
+/* Outputs, saved state and workspace may not overlap another argument (asp_check_overlaps). */
+static adasplash_status asp_attn_check_overlaps(adasplash_context *ctx, const asp_attn_problem *pr,
+                                                const char *fn, cl_mem q, cl_mem k, cl_mem v,
+                                                cl_mem out, int out_written, cl_mem dout,
+                                                cl_mem saved, int saved_written, cl_mem dq,
+                                                cl_mem dk, cl_mem dv, cl_mem dalpha,
+                                                cl_mem workspace) {
+  const adasplash_attention_desc *d = &pr->d;
+  const size_t es = pr->esize;
+  const asp_region r[] = {
+      asp_tensor_region(q, "q", &pr->q, pr->q_bytes, es, 0),
+      asp_tensor_region(k, "k", &pr->k, pr->k_bytes, es, 0),
+      asp_tensor_region(v, "v", &pr->v, pr->v_bytes, es, 0),
+      asp_tensor_region(out, "out", &pr->o, pr->o_bytes, es, out_written),
+      asp_tensor_region(dout, "dout", &pr->o, pr->o_bytes, es, 0),
+      asp_tensor_region(dq, "dq", &pr->q, pr->q_bytes, es, 1),
+      asp_tensor_region(dk, "dk", &pr->k, pr->k_bytes, es, 1),
+      asp_tensor_region(dv, "dv", &pr->v, pr->v_bytes, es, 1),
+      asp_span_region(saved, "saved", saved ? asp_attn_state_bytes(ctx, pr, 0) : 0, saved_written),
+      asp_span_region(workspace, "workspace", workspace ? asp_attn_state_bytes(ctx, pr, 1) : 0, 1),
+      asp_span_region(dalpha, "dalpha", (size_t)d->q_heads * 4, 1),
+      asp_span_region(d->alpha_buf, "desc->alpha_buf", (size_t)d->q_heads * 4, 0),
+      asp_span_region(d->q_lens, "desc->q_lens", (size_t)d->batch * 4, 0),
+      asp_span_region(d->kv_lens, "desc->kv_lens", (size_t)d->batch * 4, 0)};
+  return asp_check_overlaps(ctx, fn, r, sizeof r / sizeof r[0]);
+}
+
 adasplash_status adasplash_attention_forward(adasplash_context *ctx,
                                              const adasplash_attention_desc *desc,
                                              cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
@@ -524,6 +581,9 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_attn_check_overlaps(ctx, &pr, fn, q, k, v, out, 1, NULL, saved, 1, NULL, NULL, NULL,
+                                 NULL, workspace);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
@@ -568,6 +628,9 @@ adasplash_status adasplash_attention_backward(
   if (st == ADASPLASH_SUCCESS && dalpha && pr.d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH)
     st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                   "%s: softmax has no alpha to differentiate", fn);
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_attn_check_overlaps(ctx, &pr, fn, q, k, v, out, 0, dout, saved, 0, dq, dk, dv, dalpha,
+                                 workspace);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);

@@ -167,6 +167,21 @@ adasplash_status asp_check_optional_buffer(const adasplash_context *ctx, cl_mem 
                                            const char *name, size_t need_bytes);
 adasplash_status asp_check_queue(const adasplash_context *ctx, cl_command_queue queue);
 adasplash_status asp_check_wait_list(const adasplash_context *ctx, cl_uint n, const cl_event *list);
+/* One buffer argument of a call for the overlap check: bytes [begin, end) of buf (relative to buf,
+ * which may be a sub-buffer), whether the call writes it, and whether it is a span the library
+ * owns whole (saved state, workspace, small vectors: any shared byte conflicts) or a tensor
+ * (strided layouts may interleave in one buffer, so two tensors conflict only when they start at
+ * the same byte: in-place use). NULL buffers are skipped. */
+typedef struct asp_region {
+  cl_mem buf;
+  size_t begin, end;
+  const char *name;
+  int written, span;
+} asp_region;
+/* Fails with ADASPLASH_ERROR_INVALID_ARGUMENT naming both arguments when a written region
+ * conflicts with another one (sub-buffers are resolved to their parent buffer). */
+adasplash_status asp_check_overlaps(const adasplash_context *ctx, const char *fn,
+                                    const asp_region *regions, size_t count);
 /* a*b and a+b with overflow detection (return 0 on overflow). */
 int asp_mul_size(size_t a, size_t b, size_t *out);
 int asp_add_size(size_t a, size_t b, size_t *out);

@@ -1,6 +1,7 @@
 /*
  * validate.c - argument checks shared by the operators: buffers (type, owning context, size),
- * queues, event wait lists and overflow-safe size arithmetic.
+ * outputs that overlap other arguments, queues, event wait lists and overflow-safe size
+ * arithmetic.
  */
 #include <stdint.h>
 
@@ -72,5 +73,46 @@ adasplash_status asp_check_wait_list(const adasplash_context *ctx, cl_uint n,
     if (!list[i])
       return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "event_wait_list[%u] is NULL",
                       (unsigned)i);
+  return ADASPLASH_SUCCESS;
+}
+
+/* The parent of a sub-buffer and the region's offset in it (a buffer is its own root). */
+static cl_mem asp_root_buffer(cl_mem buf, size_t *offset) {
+  cl_mem parent = NULL;
+  size_t off = 0;
+  *offset = 0;
+  if (clGetMemObjectInfo(buf, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL) !=
+          CL_SUCCESS ||
+      !parent)
+    return buf;
+  clGetMemObjectInfo(buf, CL_MEM_OFFSET, sizeof off, &off, NULL);
+  *offset = off;
+  return parent;
+}
+
+adasplash_status asp_check_overlaps(const adasplash_context *ctx, const char *fn,
+                                    const asp_region *regions, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    const asp_region *a = &regions[i];
+    if (!a->buf || a->begin >= a->end) continue;
+    size_t a_off;
+    cl_mem a_root = asp_root_buffer(a->buf, &a_off);
+    for (size_t j = i + 1; j < count; ++j) {
+      const asp_region *b = &regions[j];
+      if (!b->buf || b->begin >= b->end || !(a->written || b->written)) continue;
+      size_t b_off;
+      cl_mem b_root = asp_root_buffer(b->buf, &b_off);
+      if (a_root != b_root) continue;
+      const size_t a0 = a_off + a->begin, a1 = a_off + a->end;
+      const size_t b0 = b_off + b->begin, b1 = b_off + b->end;
+      const int conflict = (a->span || b->span) ? (a0 < b1 && b0 < a1) : a0 == b0;
+      if (conflict)
+        return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                        "%s: %s (bytes %zu..%zu) and %s (bytes %zu..%zu) overlap in one buffer; "
+                        "an argument the call writes may not share bytes with another (in-place "
+                        "use is not supported)",
+                        fn, a->name, a0, a1, b->name, b0, b1);
+    }
+  }
   return ADASPLASH_SUCCESS;
 }

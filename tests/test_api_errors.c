@@ -364,6 +364,13 @@ static void test_rows(fixture *f) {
   EXPECT(ctx, FWD(&d), E_SMALL, "x holds");
   EXPECT(ctx, adasplash_entmax_forward(ctx, &g, NULL, f->x_other, f->y, NULL, 0, NULL, NULL),
          E_BUFFER, "x belongs to another cl_context");
+  /* Outputs may not overlap inputs (in-place) or each other. */
+  EXPECT(ctx, adasplash_entmax_forward(ctx, &g, NULL, f->x, f->x, NULL, 0, NULL, NULL), E_ARG,
+         "y (bytes");
+  EXPECT(ctx, adasplash_entmax_backward(ctx, &g, NULL, f->y, f->dy, f->dy, NULL, 0, NULL, NULL),
+         E_ARG, "dx (bytes");
+  EXPECT(ctx, adasplash_softmax_rows_forward(ctx, &g, NULL, f->y, f->y, 0, NULL, NULL), E_ARG,
+         "overlap");
   EXPECT(ctx, adasplash_entmax_forward(ctx, &g, NULL, f->x, f->y, f->sweeps_small, 0, NULL, NULL),
          E_SMALL, "sweeps holds");
   d = g, d.alpha_buf = f->alpha_small;
@@ -547,6 +554,20 @@ static void test_attention(fixture *f) {
          adasplash_attention_forward(ctx, &g, NULL, f->q, f->k, f->v, f->out, f->saved,
                                      f->workspace_small, 0, NULL, NULL),
          E_SMALL, "workspace");
+
+  /* Outputs, saved state and workspace may not overlap another argument. */
+  EXPECT(ctx,
+         adasplash_attention_forward(ctx, &g, NULL, f->q, f->k, f->v, f->q, f->saved, NULL, 0, NULL,
+                                     NULL),
+         E_ARG, "out (bytes");
+  EXPECT(ctx,
+         adasplash_attention_forward(ctx, &g, NULL, f->q, f->k, f->v, f->out, f->saved, f->saved, 0,
+                                     NULL, NULL),
+         E_ARG, "workspace (bytes");
+  EXPECT(ctx,
+         adasplash_attention_backward(ctx, &g, NULL, f->q, f->k, f->v, f->out, f->dout, f->saved,
+                                      f->dout, f->dk, f->dv, NULL, NULL, 0, NULL, NULL),
+         E_ARG, "dq (bytes");
 
   /* Backward. */
   d = g, d.flags = ADASPLASH_ATTN_SAVE_ALPHA_GRAD;

@@ -63,8 +63,6 @@ typedef struct fixture {
   cl_context clctx, other;
   cl_device_id dev;
   cl_command_queue queue, other_queue;
-  cl_ulong dev_local_mem;
-  size_t dev_max_wg;
   cl_mem pool[POOL];
   cl_mem tiny;      /* 4 bytes */
   cl_mem foreign;   /* POOL_BYTES, from another cl_context */
@@ -116,8 +114,6 @@ static int setup(void) {
     return 0;
   }
   adasplash_context_get_cl(g.ctx, &g.clctx, &g.dev, &g.queue);
-  clGetDeviceInfo(g.dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof g.dev_local_mem, &g.dev_local_mem, NULL);
-  clGetDeviceInfo(g.dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof g.dev_max_wg, &g.dev_max_wg, NULL);
   cl_int err;
   g.other = clCreateContext(NULL, 1, &g.dev, NULL, NULL, &err);
   if (err != CL_SUCCESS) die("second cl_context: %d", (int)err);
@@ -267,6 +263,36 @@ static cl_mem pick_buffer(fz_input *in) {
   if (c == 13) return g.tiny;
   if (c == 14) return g.foreign;
   return g.pool[0];
+}
+
+/* ADASPLASH_FUZZ_TRACE=1: which buffer each pick returned and each call's status, on stderr (to
+ * locate a crash on a machine without a debugger). */
+static int trace_on(void) {
+  static int on = -1;
+  if (on < 0) on = getenv("ADASPLASH_FUZZ_TRACE") != NULL;
+  return on;
+}
+
+static const char *buffer_name(cl_mem m) {
+  static char name[16];
+  if (!m) return "NULL";
+  if (m == g.tiny) return "tiny";
+  if (m == g.foreign) return "foreign";
+  for (int i = 0; i < POOL; ++i)
+    if (m == g.pool[i]) {
+      snprintf(name, sizeof name, "pool%d", i);
+      return name;
+    }
+  return "other";
+}
+
+static void trace(const char *fmt, ...) {
+  if (!trace_on()) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fflush(stderr);
 }
 
 static cl_mem pick_optional_buffer(fz_input *in) {
@@ -460,9 +486,19 @@ static void op_attention(fz_input *in) {
   cl_event ev = NULL;
   const int want_event = fz_u8(in) & 1;
   unsigned long b0 = builds();
+  trace("attention: B%d Hq%d Hkv%d Lq%d Lk%d D%d dtype %d alg %d flags %#x causal %d alpha %g\n",
+        d.batch, d.q_heads, d.kv_heads, d.q_len, d.kv_len, d.head_dim, (int)d.dtype,
+        (int)d.algorithm, (unsigned)d.flags, d.causal, (double)d.alpha);
+  trace("  forward q=%s", buffer_name(q));
+  trace(" k=%s", buffer_name(k));
+  trace(" v=%s", buffer_name(v));
+  trace(" out=%s", buffer_name(out));
+  trace(" saved=%s", buffer_name(saved));
+  trace(" ws=%s wait=%u\n", buffer_name(ws), w.n);
   arm_sentinel();
   adasplash_status fwd = adasplash_attention_forward(ctx, &d, NULL, q, k, v, out, saved, ws, w.n,
                                                      w.list, want_event ? &ev : NULL);
+  trace("  forward -> %d\n", (int)fwd);
   check_status("adasplash_attention_forward", fwd, ctx, k_enqueue_errors);
   if (fwd == ADASPLASH_SUCCESS && want_event && !ev) die("forward succeeded without an event");
   if (ev) clReleaseEvent(ev);
@@ -479,9 +515,16 @@ static void op_attention(fz_input *in) {
   cl_mem dout = pick_buffer(in), dq = pick_buffer(in), dk = pick_buffer(in), dv = pick_buffer(in);
   cl_mem dalpha = pick_optional_buffer(in);
   b0 = builds();
+  trace("  backward dout=%s", buffer_name(dout));
+  trace(" saved=%s", buffer_name(bsaved));
+  trace(" dq=%s", buffer_name(dq));
+  trace(" dk=%s", buffer_name(dk));
+  trace(" dv=%s", buffer_name(dv));
+  trace(" dalpha=%s\n", buffer_name(dalpha));
   arm_sentinel();
   adasplash_status bwd = adasplash_attention_backward(ctx, &d, NULL, q, k, v, out, dout, bsaved, dq,
                                                       dk, dv, dalpha, ws, 0, NULL, NULL);
+  trace("  backward -> %d\n", (int)bwd);
   check_status("adasplash_attention_backward", bwd, ctx, k_enqueue_errors);
   if (bsaved != saved || !saved) {
     after_call("adasplash_attention_backward", bwd, b0);
@@ -660,16 +703,24 @@ static void decode_options(fz_input *in, adasplash_context_options *o, char *tun
   }
 }
 
-/* A context made from decoded options: its planning limits never exceed the device's. */
+/* A context made from decoded options: its planning limits never exceed its device's (which may
+ * be another device than the target's: a device string can pick any). */
 static void check_new_context(adasplash_context *c) {
   adasplash_device_info info;
   memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
   if (adasplash_context_get_device_info(c, &info) != ADASPLASH_SUCCESS) die("device info");
-  if (info.local_mem_size > g.dev_local_mem || info.max_work_group_size > g.dev_max_wg)
+  cl_device_id dev = NULL;
+  if (adasplash_context_get_cl(c, NULL, &dev, NULL) != ADASPLASH_SUCCESS || !dev)
+    die("context without a device");
+  cl_ulong dev_local_mem = 0;
+  size_t dev_max_wg = 0;
+  clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof dev_local_mem, &dev_local_mem, NULL);
+  clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof dev_max_wg, &dev_max_wg, NULL);
+  if (info.local_mem_size > dev_local_mem || info.max_work_group_size > dev_max_wg)
     die("tuning raised the limits: local_mem %llu > %llu or max_wg %zu > %zu",
-        (unsigned long long)info.local_mem_size, (unsigned long long)g.dev_local_mem,
-        info.max_work_group_size, g.dev_max_wg);
+        (unsigned long long)info.local_mem_size, (unsigned long long)dev_local_mem,
+        info.max_work_group_size, dev_max_wg);
   if (info.kernel_path != ADASPLASH_PATH_PORTABLE) die("kernel path %d", (int)info.kernel_path);
   adasplash_context_release(c);
 }
