@@ -276,7 +276,8 @@ ADASPLASH_API adasplash_status adasplash_entmax_prepare(adasplash_context *ctx,
 
 /* y = entmax_alpha(x) along rows. queue NULL means the context's queue. sweeps is optional: int32
  * [rows] receiving the number of refinement sweeps used per row, negated when the row did not reach
- * the tolerance within max_iter. x and y may be the same buffer. */
+ * the tolerance within max_iter. x and y may be the same buffer (in place); sweeps may not overlap
+ * them (ADASPLASH_ERROR_INVALID_ARGUMENT). */
 ADASPLASH_API adasplash_status adasplash_entmax_forward(
     adasplash_context *ctx, const adasplash_entmax_desc *desc, cl_command_queue queue, cl_mem x,
     cl_mem y, cl_mem sweeps, cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
@@ -284,7 +285,7 @@ ADASPLASH_API adasplash_status adasplash_entmax_forward(
 
 /* dx = d entmax(x)^T dy, computed from y (the forward output). dalpha is optional: with a per-row
  * alpha_buf it receives float32 [rows] (dL/dalpha_r); with a scalar alpha one float32, the sum over
- * rows. dy and dx may be the same buffer. */
+ * rows. dy and dx may be the same buffer (in place); dalpha may not overlap y, dy or dx. */
 ADASPLASH_API adasplash_status adasplash_entmax_backward(
     adasplash_context *ctx, const adasplash_entmax_desc *desc, cl_command_queue queue, cl_mem y,
     cl_mem dy, cl_mem dx, cl_mem dalpha, cl_uint num_events_in_wait_list,
@@ -381,7 +382,14 @@ ADASPLASH_API adasplash_status adasplash_attention_prepare(adasplash_context *ct
 
 /* out = entmax_alpha(scale * q k^T) v. saved: NULL for inference, else a buffer of saved_size bytes
  * that the backward reads. workspace: NULL (the library allocates one per call) or a buffer of
- * workspace_size bytes, not used concurrently by another call. queue NULL: the context's queue. */
+ * workspace_size bytes, not used concurrently by another call. queue NULL: the context's queue.
+ * Arguments a call writes (here out, saved, workspace; in the backward dq, dk, dv, dalpha and
+ * workspace) may not share bytes with another argument, sub-buffers included: in-place use is
+ * refused with ADASPLASH_ERROR_INVALID_ARGUMENT. Tensors may interleave in one buffer (packed
+ * QKV, or dQKV in the backward) as long as they do not start at the same byte.
+ * Non-finite inputs: a row whose visible scores include NaN or +-inf gets NaN output (and NaN dq
+ * and dalpha in the backward); a NaN or inf in k or v can also make NaN the outputs of other rows
+ * whose query block shares its key tile, even where their probability of that key is 0. */
 ADASPLASH_API adasplash_status adasplash_attention_forward(
     adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
     cl_mem k, cl_mem v, cl_mem out, cl_mem saved, cl_mem workspace, cl_uint num_events_in_wait_list,
@@ -390,7 +398,9 @@ ADASPLASH_API adasplash_status adasplash_attention_forward(
 /* Gradients of a loss L given dout = dL/dout. dq, dk, dv are overwritten. dalpha (optional, float32
  * [q_heads]) receives dL/dalpha per query head summed over batch and rows; it needs the forward to
  * have run with ADASPLASH_ATTN_SAVE_ALPHA_GRAD. saved must come from the forward of the same desc.
- */
+ * With the fused backward (tuning key attn_bwd_fused=1, the default) dq is summed with float
+ * atomics and may differ between runs in its last bits; attn_bwd_fused=0 is bitwise
+ * reproducible. */
 ADASPLASH_API adasplash_status adasplash_attention_backward(
     adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
     cl_mem k, cl_mem v, cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv,

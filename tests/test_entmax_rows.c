@@ -225,6 +225,41 @@ static int run_case(adasplash_context *ctx, const row_case *c, ref_rng *rng, int
 }
 
 /* Tiny cases for the simulator (tests/run_oclgrind.sh): every kernel, dtype and row kind. */
+/* In place (documented: x and y, dy and dx may be one buffer): the same bits as out of place, for
+ * a row held in local memory (300 columns) and one split into segments (70000 > rows_seg_cols). */
+static void run_in_place_case(adasplash_context *ctx, size_t cols, ref_rng *rng) {
+  adasplash_entmax_desc d;
+  adasplash_entmax_desc_init(&d);
+  d.rows = 3, d.cols = cols, d.row_stride = cols, d.alpha = 1.5f;
+  test_require(ctx, adasplash_entmax_prepare(ctx, &d), "prepare (in place)");
+  const size_t n = d.rows * cols, bytes = n * sizeof(float);
+  float *x = malloc(bytes), *dy = malloc(bytes), *y1 = malloc(bytes), *y2 = malloc(bytes),
+        *dx1 = malloc(bytes), *dx2 = malloc(bytes);
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = (float)(2.0 * ref_rng_normal(rng));
+    dy[i] = (float)ref_rng_normal(rng);
+  }
+  cl_mem bx = test_buffer(ctx, x, bytes), by = test_buffer(ctx, NULL, bytes);
+  cl_mem bdy = test_buffer(ctx, dy, bytes), bdx = test_buffer(ctx, NULL, bytes);
+  cl_mem bxy = test_buffer(ctx, x, bytes), bdyx = test_buffer(ctx, dy, bytes);
+  test_require(ctx, adasplash_entmax_forward(ctx, &d, NULL, bx, by, NULL, 0, NULL, NULL), "fwd");
+  test_require(ctx, adasplash_entmax_backward(ctx, &d, NULL, by, bdy, bdx, NULL, 0, NULL, NULL),
+               "bwd");
+  test_require(ctx, adasplash_entmax_forward(ctx, &d, NULL, bxy, bxy, NULL, 0, NULL, NULL),
+               "fwd in place");
+  test_require(ctx, adasplash_entmax_backward(ctx, &d, NULL, bxy, bdyx, bdyx, NULL, 0, NULL, NULL),
+               "bwd in place");
+  test_read(ctx, by, y1, bytes);
+  test_read(ctx, bxy, y2, bytes);
+  test_read(ctx, bdx, dx1, bytes);
+  test_read(ctx, bdyx, dx2, bytes);
+  test_check(memcmp(y1, y2, bytes) == 0 && memcmp(dx1, dx2, bytes) == 0,
+             "in place (x = y, dx = dy), %zu columns: bitwise the out-of-place results", cols);
+  cl_mem m[] = {bx, by, bdy, bdx, bxy, bdyx};
+  for (int i = 0; i < 6; ++i) clReleaseMemObject(m[i]);
+  free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+}
+
 static void run_simulator_cases(adasplash_context *ctx, ref_rng *rng) {
   static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};
   for (size_t d = 0; d < 3; ++d) {
@@ -295,6 +330,8 @@ int main(int argc, char **argv) {
     row_case c = {5, 1000, alphas[a], ADASPLASH_F32, ROW_GAUSS, 1.0, 0, 0, ADASPLASH_INIT_BRACKET};
     run_case(ctx, &c, &rng, bracket_sweeps);
   }
+  run_in_place_case(ctx, 300, &rng);
+  if (!quick) run_in_place_case(ctx, 70000, &rng);
   printf("sweeps per row (fp32 gaussian rows, histogram start):");
   for (int i = 1; i < 16; ++i)
     if (hist_sweeps[i]) printf(" %d:%d", i, hist_sweeps[i]);
