@@ -244,6 +244,18 @@ void attn_run_library(adasplash_context *ctx, attn_problem *p, const double *dou
   r->out = (double *)calloc(p->q_n, sizeof(double));
   test_read(ctx, bo, host, p->o_bytes);
   attn_unpack(p, 'q', host, r->out);
+  if (!dout) {
+    /* Inference: no saved buffer (the state lives in a workspace the library allocates), which
+     * runs other kernels (attn_forward instead of attn_forward_grad). */
+    cl_mem bo2 = test_buffer(ctx, NULL, p->o_bytes);
+    test_require(
+        ctx, adasplash_attention_forward(ctx, &d, NULL, bq, bk, bv, bo2, NULL, NULL, 0, NULL, NULL),
+        "adasplash_attention_forward (inference)");
+    r->out_infer = (double *)calloc(p->q_n, sizeof(double));
+    test_read(ctx, bo2, host, p->o_bytes);
+    attn_unpack(p, 'q', host, r->out_infer);
+    clReleaseMemObject(bo2);
+  }
   if (d.algorithm == ADASPLASH_ATTN_ENTMAX) {
     r->stats.struct_size = sizeof r->stats;
     test_require(ctx, adasplash_attention_stats_read(ctx, &d, NULL, saved, &r->stats),
@@ -295,7 +307,8 @@ void attn_run_library(adasplash_context *ctx, attn_problem *p, const double *dou
 }
 
 void attn_run_free(attn_run *r) {
-  free(r->out), free(r->dq), free(r->dk), free(r->dv), free(r->dalpha), free(r->tau);
+  free(r->out), free(r->out_infer), free(r->dq), free(r->dk), free(r->dv), free(r->dalpha);
+  free(r->tau);
   free(r->active);
   memset(r, 0, sizeof *r);
 }

@@ -52,6 +52,7 @@ void attn_unpack(const attn_problem *p, char which, const void *src, double *dst
 /* Device run of forward (and optionally backward). Results are unpacked to BHSD doubles. */
 typedef struct attn_run {
   double *out;           /* [q_n] */
+  double *out_infer;     /* [q_n]: the same forward without a saved buffer (forward-only runs) */
   double *dq, *dk, *dv;  /* when backward ran */
   float *dalpha;         /* [q_heads] when requested */
   float *tau;            /* [B*Hq*q_len] (fused entmax only) */

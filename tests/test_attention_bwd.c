@@ -215,7 +215,13 @@ int main(int argc, char **argv) {
   int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
   adasplash_context_options opts;
   adasplash_context_options_init(&opts);
-  if (simulator) opts.tune = "attn_tile=16,attn_wg=16,attn_dk=16";
+  /* The simulator's small tiles, then $ADASPLASH_TUNE (an options string replaces the variable,
+   * and CTest picks the fused or split backward through it). */
+  char tune[512];
+  const char *env_tune = getenv("ADASPLASH_TUNE");
+  snprintf(tune, sizeof tune, "attn_tile=16,attn_wg=16,attn_dk=16%s%s", env_tune ? "," : "",
+           env_tune ? env_tune : "");
+  if (simulator) opts.tune = tune;
   adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   const attn_case base = {

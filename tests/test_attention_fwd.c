@@ -101,6 +101,16 @@ static int check_case(adasplash_context *ctx, attn_case c, int ones) {
   }
   ok &= test_check(worst <= 1.0, "%s: O within tolerance (worst %.3g x tol at %zu: %.6g vs %.6g)",
                    label, worst, worst_at, r.out[worst_at], ref_out[worst_at]);
+  if (r.out_infer) {
+    double wi = 0.0;
+    for (size_t i = 0; i < p.q_n; ++i) {
+      double e = fabs(r.out_infer[i] - ref_out[i]) / (1e-4 + unit(c.dtype) * fabs(ref_out[i]));
+      if (!(e <= wi)) wi = isnan(e) ? INFINITY : e;
+    }
+    ok &= test_check(wi <= 1.0,
+                     "%s: O without a saved buffer (inference) within tolerance (worst %.3g x tol)",
+                     label, wi);
+  }
   if (c.algorithm == ADASPLASH_ATTN_ENTMAX) {
     /* tau against the exact one. */
     double tw = 0;
