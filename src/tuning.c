@@ -44,11 +44,9 @@ static int asp_power_of_two(long v) {
   return v > 0 && (v & (v - 1)) == 0;
 }
 
-int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local_mem,
-                     unsigned long device_max_wg, char *err, size_t err_size) {
-  if (!text) return 0;
+int asp_tuning_each_item(const char *text, asp_tuning_item_fn fn, void *arg) {
   const char *s = text;
-  while (*s) {
+  while (s && *s) {
     /* One item: up to ',' or newline; '#' starts a comment to the end of the line. */
     char item[256];
     size_t n = 0;
@@ -60,70 +58,93 @@ int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local
     if (*s == '#')
       while (*s && *s != '\n') ++s;
     if (*s) ++s;
-    /* Trim. */
+    /* Trim the item, then the key and the value around '='. */
     char *b = item;
     while (isspace((unsigned char)*b)) ++b;
     char *e = b + strlen(b);
     while (e > b && isspace((unsigned char)e[-1])) *--e = '\0';
     if (!*b) continue;
-    char *eq = strchr(b, '=');
-    if (!eq) {
-      snprintf(err, err_size, "tuning item \"%s\" is not key=value", b);
-      return -1;
+    char *value = strchr(b, '=');
+    if (value) {
+      *value++ = '\0';
+      char *ke = value - 1;
+      while (ke > b && isspace((unsigned char)ke[-1])) *--ke = '\0';
+      while (isspace((unsigned char)*value)) ++value;
     }
-    *eq = '\0';
-    char *key = b, *value = eq + 1;
-    char *ke = key + strlen(key);
-    while (ke > key && isspace((unsigned char)ke[-1])) *--ke = '\0';
-    while (isspace((unsigned char)*value)) ++value;
-    const asp_tuning_key *k = NULL;
-    for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i)
-      if (strcmp(asp_keys[i].name, key) == 0) k = &asp_keys[i];
-    if (!k) {
-      char known[512] = "";
-      for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i) {
-        strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
-        strncat(known, asp_keys[i].name, sizeof known - strlen(known) - 1);
-      }
-      snprintf(err, err_size, "unknown tuning key \"%s\" (known: %s)", key, known);
-      return -1;
-    }
-    errno = 0;
-    char *end = NULL;
-    long v = strtol(value, &end, 10);
-    if (errno || end == value || *end) {
-      snprintf(err, err_size, "tuning key %s: \"%s\" is not an integer", key, value);
-      return -1;
-    }
-    if (v < k->min_value || v > k->max_value) {
-      snprintf(err, err_size, "tuning key %s=%ld is outside [%ld, %ld]", key, v, k->min_value,
-               k->max_value);
-      return -1;
-    }
-    if (strcmp(key, "local_mem") == 0 && (unsigned long)v > device_local_mem) {
-      snprintf(err, err_size, "tuning key local_mem=%ld exceeds the device's %lu bytes", v,
-               device_local_mem);
-      return -1;
-    }
-    if (strcmp(key, "max_wg") == 0 && (unsigned long)v > device_max_wg) {
-      snprintf(err, err_size, "tuning key max_wg=%ld exceeds the device's %lu work-items", v,
-               device_max_wg);
-      return -1;
-    }
-    if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
-         strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
-         strcmp(key, "rows_bins") == 0) &&
-        !asp_power_of_two(v)) {
-      snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
-      return -1;
-    }
-    char *field = (char *)t + k->offset;
-    if (k->is_ulong)
-      *(unsigned long *)(void *)field = (unsigned long)v;
-    else
-      *(int *)(void *)field = (int)v;
+    int r = fn(b, value, arg);
+    if (r) return r;
   }
   return 0;
+}
+
+typedef struct asp_apply_state {
+  asp_tuning *t;
+  unsigned long device_local_mem, device_max_wg;
+  char *err;
+  size_t err_size;
+} asp_apply_state;
+
+static int asp_apply_item(const char *key, const char *value, void *arg) {
+  asp_apply_state *a = (asp_apply_state *)arg;
+  char *err = a->err;
+  const size_t err_size = a->err_size;
+  if (!value) {
+    snprintf(err, err_size, "tuning item \"%s\" is not key=value", key);
+    return -1;
+  }
+  const asp_tuning_key *k = NULL;
+  for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i)
+    if (strcmp(asp_keys[i].name, key) == 0) k = &asp_keys[i];
+  if (!k) {
+    char known[512] = "";
+    for (size_t i = 0; i < sizeof asp_keys / sizeof asp_keys[0]; ++i) {
+      strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+      strncat(known, asp_keys[i].name, sizeof known - strlen(known) - 1);
+    }
+    snprintf(err, err_size, "unknown tuning key \"%s\" (known: %s)", key, known);
+    return -1;
+  }
+  errno = 0;
+  char *end = NULL;
+  long v = strtol(value, &end, 10);
+  if (errno || end == value || *end) {
+    snprintf(err, err_size, "tuning key %s: \"%s\" is not an integer", key, value);
+    return -1;
+  }
+  if (v < k->min_value || v > k->max_value) {
+    snprintf(err, err_size, "tuning key %s=%ld is outside [%ld, %ld]", key, v, k->min_value,
+             k->max_value);
+    return -1;
+  }
+  if (strcmp(key, "local_mem") == 0 && (unsigned long)v > a->device_local_mem) {
+    snprintf(err, err_size, "tuning key local_mem=%ld exceeds the device's %lu bytes", v,
+             a->device_local_mem);
+    return -1;
+  }
+  if (strcmp(key, "max_wg") == 0 && (unsigned long)v > a->device_max_wg) {
+    snprintf(err, err_size, "tuning key max_wg=%ld exceeds the device's %lu work-items", v,
+             a->device_max_wg);
+    return -1;
+  }
+  if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
+       strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
+       strcmp(key, "rows_bins") == 0) &&
+      !asp_power_of_two(v)) {
+    snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
+    return -1;
+  }
+  char *field = (char *)a->t + k->offset;
+  if (k->is_ulong)
+    *(unsigned long *)(void *)field = (unsigned long)v;
+  else
+    *(int *)(void *)field = (int)v;
+  return 0;
+}
+
+int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local_mem,
+                     unsigned long device_max_wg, char *err, size_t err_size) {
+  asp_apply_state a = {t, device_local_mem, device_max_wg, err, err_size};
+  return asp_tuning_each_item(text, asp_apply_item, &a) ? -1 : 0;
 }
 
 void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {

@@ -38,6 +38,12 @@ typedef struct asp_tuning_key {
 
 const asp_tuning_key *asp_tuning_keys(size_t *count);
 
+/* Calls fn(key, value, arg) for each item of "key=value,key=value" text (also newline-separated,
+ * '#' comments to the end of the line, blanks around items, keys and values trimmed); value is
+ * NULL for an item without '='. Stops at and returns the first nonzero result of fn; else 0. */
+typedef int (*asp_tuning_item_fn)(const char *key, const char *value, void *arg);
+int asp_tuning_each_item(const char *text, asp_tuning_item_fn fn, void *arg);
+
 /* Applies "key=value,key=value" (also newline-separated, '#' comments) to t. On error writes a
  * message naming the key into err and returns -1. Values are range-checked; local_mem and max_wg
  * may not exceed device_local_mem / device_max_wg. */

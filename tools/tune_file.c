@@ -5,7 +5,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tune_file.h"
 
-#include <ctype.h>
+#include "tuning.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,38 +88,28 @@ int tune_file_read(const char *path, char *text, size_t size, char *why, size_t 
   return 0;
 }
 
-void tune_text_items(const char *text, tune_item_fn fn, void *arg) {
-  const char *s = text;
-  while (s && *s) {
-    char item[256];
-    size_t n = 0;
-    while (*s && *s != ',' && *s != '\n' && *s != '#') {
-      if (n + 1 < sizeof item) item[n++] = *s;
-      ++s;
-    }
-    item[n] = '\0';
-    if (*s == '#')
-      while (*s && *s != '\n') ++s;
-    if (*s) ++s;
-    char *b = item;
-    while (isspace((unsigned char)*b)) ++b;
-    char *e = b + strlen(b);
-    while (e > b && isspace((unsigned char)e[-1])) *--e = '\0';
-    if (!*b) continue;
-    char *eq = strchr(b, '=');
-    if (!eq) {
-      fn(b, 0, 0, arg);
-      continue;
-    }
-    *eq = '\0';
-    char *ke = eq;
-    while (ke > b && isspace((unsigned char)ke[-1])) *--ke = '\0';
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(eq + 1, &end, 10);
-    while (end && isspace((unsigned char)*end)) ++end;
-    fn(b, v, errno == 0 && end != eq + 1 && end && *end == '\0', arg);
+typedef struct tune_items {
+  tune_item_fn fn;
+  void *arg;
+} tune_items;
+
+static int tune_items_one(const char *key, const char *value, void *arg) {
+  const tune_items *t = (const tune_items *)arg;
+  if (!value) {
+    t->fn(key, 0, 0, t->arg);
+    return 0;
   }
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(value, &end, 10);
+  t->fn(key, v, errno == 0 && end != value && *end == '\0', t->arg);
+  return 0;
+}
+
+/* The library's own scanner (src/tuning.c), so the tool reads the text exactly as it does. */
+void tune_text_items(const char *text, tune_item_fn fn, void *arg) {
+  tune_items t = {fn, arg};
+  asp_tuning_each_item(text, tune_items_one, &t);
 }
 
 typedef struct tune_lookup {
