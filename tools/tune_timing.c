@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "locality.h"
+#include "tune_failure.h"
 
 struct tune_work {
   int is_attention;
@@ -156,14 +157,6 @@ static cl_int tune_grow(tune_work *w, cl_mem *buf, size_t *have, size_t bytes) {
   }
   *have = bytes;
   return CL_SUCCESS;
-}
-
-static int tune_lib_failure(const adasplash_context *ctx, adasplash_status st, const char *what,
-                            char *why, size_t why_size) {
-  char msg[768] = "";
-  adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
-  snprintf(why, why_size, "%s: %s: %s", what, adasplash_status_string(st), msg);
-  return -1;
 }
 
 /* Enqueues one unit of work; ev[0] the first call, ev[1] the last (or NULL). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "locality.h"
+#include "tune_failure.h"
 #include "reference.h"
 
 #define TUNE_VERIFY_TOL 1e-3
@@ -185,15 +186,6 @@ const adasplash_entmax_desc *tune_verify_rows_desc(const tune_verify *v) {
 }
 
 /* ---- running and comparing ------------------------------------------------------------------- */
-
-/* Records a library failure in why; returns -1. */
-static int tune_lib_failure(const adasplash_context *ctx, adasplash_status st, const char *what,
-                            char *why, size_t why_size) {
-  char msg[768] = "";
-  adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
-  snprintf(why, why_size, "%s: %s: %s", what, adasplash_status_string(st), msg);
-  return -1;
-}
 
 static int tune_cl_failure(cl_int err, const char *what, char *why, size_t why_size) {
   snprintf(why, why_size, "%s failed (OpenCL error %d)", what, (int)err);
