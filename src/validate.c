@@ -92,26 +92,33 @@ static cl_mem asp_root_buffer(cl_mem buf, size_t *offset) {
 
 adasplash_status asp_check_overlaps(const adasplash_context *ctx, const char *fn,
                                     const asp_region *regions, size_t count) {
+  /* Each region's parent buffer and absolute bytes, resolved once (calls enqueue on this path). */
+  enum { ASP_MAX_REGIONS = 16 };
+  cl_mem root[ASP_MAX_REGIONS];
+  size_t lo[ASP_MAX_REGIONS], hi[ASP_MAX_REGIONS];
+  if (count > ASP_MAX_REGIONS)
+    return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "%s: %zu regions to check, at most %d", fn,
+                    count, (int)ASP_MAX_REGIONS);
   for (size_t i = 0; i < count; ++i) {
     const asp_region *a = &regions[i];
-    if (!a->buf || a->begin >= a->end) continue;
-    size_t a_off;
-    cl_mem a_root = asp_root_buffer(a->buf, &a_off);
+    size_t off = 0;
+    root[i] = a->buf && a->begin < a->end ? asp_root_buffer(a->buf, &off) : NULL;
+    lo[i] = off + a->begin;
+    hi[i] = off + a->end;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!root[i]) continue;
+    const asp_region *a = &regions[i];
     for (size_t j = i + 1; j < count; ++j) {
       const asp_region *b = &regions[j];
-      if (!b->buf || b->begin >= b->end || !(a->written || b->written)) continue;
-      size_t b_off;
-      cl_mem b_root = asp_root_buffer(b->buf, &b_off);
-      if (a_root != b_root) continue;
-      const size_t a0 = a_off + a->begin, a1 = a_off + a->end;
-      const size_t b0 = b_off + b->begin, b1 = b_off + b->end;
-      const int conflict = (a->span || b->span) ? (a0 < b1 && b0 < a1) : a0 == b0;
+      if (root[j] != root[i] || !(a->written || b->written)) continue;
+      const int conflict = (a->span || b->span) ? (lo[i] < hi[j] && lo[j] < hi[i]) : lo[i] == lo[j];
       if (conflict)
         return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                         "%s: %s (bytes %zu..%zu) and %s (bytes %zu..%zu) overlap in one buffer; "
                         "an argument the call writes may not share bytes with another (in-place "
                         "use is not supported)",
-                        fn, a->name, a0, a1, b->name, b0, b1);
+                        fn, a->name, lo[i], hi[i], b->name, lo[j], hi[j]);
     }
   }
   return ADASPLASH_SUCCESS;
