@@ -274,15 +274,14 @@ static int trace_on(void) {
 }
 
 static const char *buffer_name(cl_mem m) {
-  static char name[16];
+  static const char *const pool_names[] = {"pool0", "pool1", "pool2", "pool3",
+                                           "pool4", "pool5", "pool6", "pool7"};
+  _Static_assert(sizeof pool_names / sizeof pool_names[0] == POOL, "one name per pool buffer");
   if (!m) return "NULL";
   if (m == g.tiny) return "tiny";
   if (m == g.foreign) return "foreign";
   for (int i = 0; i < POOL; ++i)
-    if (m == g.pool[i]) {
-      snprintf(name, sizeof name, "pool%d", i);
-      return name;
-    }
+    if (m == g.pool[i]) return pool_names[i];
   return "other";
 }
 
@@ -489,12 +488,8 @@ static void op_attention(fz_input *in) {
   trace("attention: B%d Hq%d Hkv%d Lq%d Lk%d D%d dtype %d alg %d flags %#x causal %d alpha %g\n",
         d.batch, d.q_heads, d.kv_heads, d.q_len, d.kv_len, d.head_dim, (int)d.dtype,
         (int)d.algorithm, (unsigned)d.flags, d.causal, (double)d.alpha);
-  trace("  forward q=%s", buffer_name(q));
-  trace(" k=%s", buffer_name(k));
-  trace(" v=%s", buffer_name(v));
-  trace(" out=%s", buffer_name(out));
-  trace(" saved=%s", buffer_name(saved));
-  trace(" ws=%s wait=%u\n", buffer_name(ws), w.n);
+  trace("  forward q=%s k=%s v=%s out=%s saved=%s ws=%s wait=%u\n", buffer_name(q), buffer_name(k),
+        buffer_name(v), buffer_name(out), buffer_name(saved), buffer_name(ws), w.n);
   arm_sentinel();
   adasplash_status fwd = adasplash_attention_forward(ctx, &d, NULL, q, k, v, out, saved, ws, w.n,
                                                      w.list, want_event ? &ev : NULL);
@@ -515,12 +510,9 @@ static void op_attention(fz_input *in) {
   cl_mem dout = pick_buffer(in), dq = pick_buffer(in), dk = pick_buffer(in), dv = pick_buffer(in);
   cl_mem dalpha = pick_optional_buffer(in);
   b0 = builds();
-  trace("  backward dout=%s", buffer_name(dout));
-  trace(" saved=%s", buffer_name(bsaved));
-  trace(" dq=%s", buffer_name(dq));
-  trace(" dk=%s", buffer_name(dk));
-  trace(" dv=%s", buffer_name(dv));
-  trace(" dalpha=%s\n", buffer_name(dalpha));
+  trace("  backward dout=%s saved=%s dq=%s dk=%s dv=%s dalpha=%s\n", buffer_name(dout),
+        buffer_name(bsaved), buffer_name(dq), buffer_name(dk), buffer_name(dv),
+        buffer_name(dalpha));
   arm_sentinel();
   adasplash_status bwd = adasplash_attention_backward(ctx, &d, NULL, q, k, v, out, dout, bsaved, dq,
                                                       dk, dv, dalpha, ws, 0, NULL, NULL);
