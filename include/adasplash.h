@@ -340,7 +340,11 @@ typedef enum adasplash_attention_algorithm {
 enum {
   /* The forward also saves what the alpha gradient needs (two more row accumulators). Required for
    * a non-NULL dalpha in the backward. */
-  ADASPLASH_ATTN_SAVE_ALPHA_GRAD = 1
+  ADASPLASH_ATTN_SAVE_ALPHA_GRAD = 1,
+  /* Inference: adasplash_attention_prepare compiles only the forward kernels (the backward's
+   * program is not built; adasplash_attention_backward refuses such a desc). The forward itself is
+   * the same with or without it. */
+  ADASPLASH_ATTN_FORWARD_ONLY = 2
 };
 
 typedef struct adasplash_attention_desc {

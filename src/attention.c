@@ -11,25 +11,22 @@
 #include "attention_common.h"
 #include "attention_internal.h"
 
-/* Must match cl/attn_tau.clh and cl/attn_fwd.clh. */
-#define ASP_STAT_COUNT 8
-#define ASP_ROWSTAT_COUNT 2
 #define ASP_SAVED_MAGIC 0x41535356u /* "ASSV" */
 
 /* ---- buffer layouts ----------------------------------------------------------------------------
  */
 
-void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, int tile,
+void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, const asp_plan *plan,
                      asp_attn_buffers *lay) {
   memset(lay, 0, sizeof *lay);
   const adasplash_attention_desc *d = &pr->d;
-  const asp_cl_geom g = asp_attn_geom(pr, tile);
+  const asp_geom g = asp_attn_geom(pr, plan->params[AP_T], plan->params[AP_NSEG]);
   const size_t a = asp_sub_buffer_align(ctx);
   const size_t rows = (size_t)d->batch * d->q_heads * d->q_len;
   const size_t bh = (size_t)d->batch * d->q_heads;
   size_t sizes[ASP_SEC_COUNT] = {0};
   sizes[ASP_SEC_HEADER] = 64;
-  sizes[ASP_SEC_ROWSTATE] = rows * 2 * 4;
+  sizes[ASP_SEC_ROWSTATE] = rows * ASP_ROWSTATE_COUNT * 4;
   sizes[ASP_SEC_ROWSTATS] = rows * ASP_ROWSTAT_COUNT * 4;
   sizes[ASP_SEC_BITMAP] = bh * (size_t)g.nqb * (size_t)g.wk * 4;
   sizes[ASP_SEC_BITMAP_T] = bh * (size_t)g.nkb * (size_t)g.wq * 4;
@@ -37,7 +34,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   sizes[ASP_SEC_OUT2] = rows * (size_t)d->head_dim * 4;
   sizes[ASP_SEC_ZALPHA] =
       (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? rows * (size_t)d->head_dim * 4 : 0;
-  sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nkb * 4;
+  sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nseg * (size_t)g.nkb * 4;
   sizes[ASP_SEC_DELTA] = rows * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
   sizes[ASP_SEC_DQACC] = ctx->tuning.attn_bwd_fused ? rows * (size_t)d->head_dim * 4 : 0;
@@ -86,10 +83,11 @@ size_t asp_attn_workspace_need(const asp_attn_buffers *lay) {
  * buffer written for another problem of the same size. */
 uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile) {
   const adasplash_attention_desc *d = &pr->d;
-  uint32_t v[] = {(uint32_t)d->batch,  (uint32_t)d->q_heads, (uint32_t)d->kv_heads,
-                  (uint32_t)d->q_len,  (uint32_t)d->kv_len,  (uint32_t)d->head_dim,
-                  (uint32_t)d->causal, (uint32_t)d->flags,   (uint32_t)tile,
-                  (uint32_t)d->dtype};
+  uint32_t v[] = {(uint32_t)d->batch,    (uint32_t)d->q_heads,
+                  (uint32_t)d->kv_heads, (uint32_t)d->q_len,
+                  (uint32_t)d->kv_len,   (uint32_t)d->head_dim,
+                  (uint32_t)d->causal,   (uint32_t)(d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD),
+                  (uint32_t)tile,        (uint32_t)d->dtype};
   uint32_t h = 2166136261u;
   for (size_t i = 0; i < sizeof v / sizeof v[0]; ++i) {
     h ^= v[i];
@@ -141,21 +139,14 @@ static adasplash_status asp_baseline_backward(adasplash_context *ctx, const asp_
 /* ---- sizes, prepare ---------------------------------------------------------------------------
  */
 
-static adasplash_status asp_attn_tile_for(adasplash_context *ctx, const asp_attn_problem *pr,
-                                          int *tile) {
-  /* The bitmap tile is the plan's tile; use the tuning value (what prepare will settle on when
-   * the device allows it) so sizes are known before prepare. */
-  asp_plan plan;
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) ==
-      ADASPLASH_SUCCESS) {
-    *tile = plan.params[AP_T];
+/* The forward's plan (its tiles shape the saved state), compiled if needed: sizes are asked for
+ * before prepare too. */
+static adasplash_status asp_attn_plan_for(adasplash_context *ctx, const asp_attn_problem *pr,
+                                          asp_plan *plan) {
+  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, plan) ==
+      ADASPLASH_SUCCESS)
     return ADASPLASH_SUCCESS;
-  }
-  adasplash_status st =
-      asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
-  if (st != ADASPLASH_SUCCESS) return st;
-  *tile = plan.params[AP_T];
-  return ADASPLASH_SUCCESS;
+  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, plan);
 }
 
 adasplash_status adasplash_attention_saved_size(const adasplash_context *cctx,
@@ -169,11 +160,11 @@ adasplash_status adasplash_attention_saved_size(const adasplash_context *cctx,
                     "adasplash_attention_saved_size: bytes is NULL");
   adasplash_context *ctx = (adasplash_context *)cctx;
   if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_saved_size(ctx, &pr, bytes);
-  int tile;
-  st = asp_attn_tile_for(ctx, &pr, &tile);
+  asp_plan plan;
+  st = asp_attn_plan_for(ctx, &pr, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, tile, &lay);
+  asp_attn_layout(ctx, &pr, &plan, &lay);
   *bytes = lay.saved_bytes;
   return ADASPLASH_SUCCESS;
 }
@@ -189,11 +180,11 @@ adasplash_status adasplash_attention_workspace_size(const adasplash_context *cct
                     "adasplash_attention_workspace_size: bytes is NULL");
   adasplash_context *ctx = (adasplash_context *)cctx;
   if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_workspace_size(ctx, &pr, bytes);
-  int tile;
-  st = asp_attn_tile_for(ctx, &pr, &tile);
+  asp_plan plan;
+  st = asp_attn_plan_for(ctx, &pr, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, tile, &lay);
+  asp_attn_layout(ctx, &pr, &plan, &lay);
   *bytes = asp_attn_workspace_need(&lay);
   return ADASPLASH_SUCCESS;
 }
@@ -205,7 +196,10 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
   if (st != ADASPLASH_SUCCESS) return st;
   if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_prepare(ctx, &pr);
   asp_plan plan;
-  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr.d.dtype, pr.d.head_dim, &plan);
+  st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr.d.dtype, pr.d.head_dim, &plan);
+  if (st == ADASPLASH_SUCCESS && !(pr.d.flags & ADASPLASH_ATTN_FORWARD_ONLY))
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr.d.dtype, pr.d.head_dim, &plan);
+  return st;
 }
 
 /* ---- the fused forward ------------------------------------------------------------------------
@@ -266,11 +260,11 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                                            cl_mem out, cl_mem saved, cl_mem workspace) {
   asp_plan plan;
   adasplash_status st =
-      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, tile, &lay);
+  asp_attn_layout(ctx, pr, &plan, &lay);
   const char *fn = "adasplash_attention_forward";
   if (saved) {
     st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
@@ -295,16 +289,17 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     asp_views_release(&views);
     return st;
   }
-  asp_cl_geom g = asp_attn_geom(pr, tile);
   const adasplash_attention_desc *d = &pr->d;
-  cl_float alpha = d->alpha, scale = d->scale, tol = d->tolerance;
-  cl_int has_alpha = d->alpha_buf != NULL, max_iter = d->max_iter, use_hist = ctx->tuning.attn_hist;
+  asp_attn_args a = asp_attn_make_args(pr, &plan);
+  const asp_geom g = a.g;
+  a.use_hist = ctx->tuning.attn_hist;
+  a.write_t = saved != NULL; /* the transpose only serves the backward */
   /* Quantisation of the in-bin moments: count * qscale < 2^32 for any bin. */
   int bits = 0;
   while (bits < 31 && (1L << bits) <= d->kv_len) ++bits;
   int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
-  cl_float qscale = (cl_float)(1u << qbits);
-  cl_int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
+  a.qscale = (cl_float)(1u << qbits);
+  const int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
   cl_mem *S = views.sec;
 
@@ -318,46 +313,27 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   size_t local[3] = {(size_t)wg, 1, 1};
   size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
   if (st == ADASPLASH_SUCCESS) {
-    cl_mem bt = S[ASP_SEC_BITMAP_T];
-    cl_int write_t = saved != NULL; /* the transpose only serves the backward */
-    asp_arg args[] = {ASP_ARG(q),
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
                       ASP_ARG(k),
-                      ASP_ARG(pr->q),
-                      ASP_ARG(pr->k),
-                      ASP_ARG(g),
-                      ASP_ARG(alpha),
                       ASP_ARG(alpha_buf),
-                      ASP_ARG(has_alpha),
-                      ASP_ARG(scale),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
-                      ASP_ARG(tol),
-                      ASP_ARG(max_iter),
-                      ASP_ARG(qscale),
-                      ASP_ARG(use_hist),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
                       ASP_ARG(S[ASP_SEC_BITMAP]),
-                      ASP_ARG(bt),
+                      ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(S[ASP_SEC_TILEMAX]),
-                      ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
-                      ASP_ARG(write_t)};
+                      ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
     st = asp_attn_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3,
                          global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
-    asp_arg args[] = {ASP_ARG(q),
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
                       ASP_ARG(k),
                       ASP_ARG(v),
                       ASP_ARG(out),
-                      ASP_ARG(pr->q),
-                      ASP_ARG(pr->k),
-                      ASP_ARG(pr->v),
-                      ASP_ARG(pr->o),
-                      ASP_ARG(g),
-                      ASP_ARG(alpha),
                       ASP_ARG(alpha_buf),
-                      ASP_ARG(has_alpha),
-                      ASP_ARG(scale),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
@@ -384,13 +360,13 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                                             cl_mem dk, cl_mem dv, cl_mem dalpha, cl_mem workspace) {
   asp_plan plan;
   adasplash_status st =
-      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+      asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  const int wg = plan.params[AP_WG];
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, tile, &lay);
+  asp_attn_layout(ctx, pr, &plan, &lay);
   const char *fn = "adasplash_attention_backward";
-  (void)out; /* the fused backward needs only the saved state (out is validated by the caller) */
+  (void)out; /* the backward needs only the saved state (out is validated by the caller) */
   st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_attn_views views;
@@ -408,10 +384,10 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
     asp_views_release(&views);
     return st;
   }
-  asp_cl_geom g = asp_attn_geom(pr, tile);
   const adasplash_attention_desc *d = &pr->d;
-  cl_float alpha = d->alpha, scale = d->scale;
-  cl_int has_alpha = d->alpha_buf != NULL, want_dalpha = dalpha != NULL;
+  const asp_attn_args a = asp_attn_make_args(pr, &plan);
+  const asp_geom g = a.g;
+  cl_int want_dalpha = dalpha != NULL;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
   cl_mem *S = views.sec;
   cl_mem drow = S[ASP_SEC_DROW];
@@ -419,9 +395,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
   size_t pre_local[1] = {64};
   size_t pre_global[1] = {(rows + 63) / 64 * 64};
-  asp_arg pre[] = {ASP_ARG(dout),
-                   ASP_ARG(pr->o),
-                   ASP_ARG(g),
+  asp_arg pre[] = {ASP_ARG(a),
+                   ASP_ARG(dout),
                    ASP_ARG(S[ASP_SEC_OUT2]),
                    ASP_ARG(S[ASP_SEC_ZALPHA]),
                    ASP_ARG(S[ASP_SEC_ROWSTATS]),
@@ -434,20 +409,13 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   const int fused = ctx->tuning.attn_bwd_fused;
   if (st == ADASPLASH_SUCCESS && !fused) {
     size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
-    asp_arg args[] = {ASP_ARG(q),
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
                       ASP_ARG(k),
                       ASP_ARG(v),
                       ASP_ARG(dout),
                       ASP_ARG(dq),
-                      ASP_ARG(pr->q),
-                      ASP_ARG(pr->k),
-                      ASP_ARG(pr->v),
-                      ASP_ARG(pr->o),
-                      ASP_ARG(g),
-                      ASP_ARG(alpha),
                       ASP_ARG(alpha_buf),
-                      ASP_ARG(has_alpha),
-                      ASP_ARG(scale),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
@@ -464,21 +432,14 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   }
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nkb * (size_t)wg, (size_t)g.kv_heads, (size_t)g.batch};
-    asp_arg args[] = {ASP_ARG(q),
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
                       ASP_ARG(k),
                       ASP_ARG(v),
                       ASP_ARG(dout),
                       ASP_ARG(dk),
                       ASP_ARG(dv),
-                      ASP_ARG(pr->q),
-                      ASP_ARG(pr->k),
-                      ASP_ARG(pr->v),
-                      ASP_ARG(pr->o),
-                      ASP_ARG(g),
-                      ASP_ARG(alpha),
                       ASP_ARG(alpha_buf),
-                      ASP_ARG(has_alpha),
-                      ASP_ARG(scale),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
@@ -493,15 +454,13 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   if (st == ADASPLASH_SUCCESS && fused) {
     const size_t total = rows * (size_t)g.head_dim;
     size_t global[1] = {(total + (size_t)wg - 1) / (size_t)wg * (size_t)wg};
-    asp_arg args[] = {
-        ASP_ARG(dq_acc), ASP_ARG(pr->q), ASP_ARG(g), ASP_ARG(scale), ASP_ARG(S[ASP_SEC_ROWSTATE]),
-        ASP_ARG(dq)};
+    asp_arg args[] = {ASP_ARG(a), ASP_ARG(dq_acc), ASP_ARG(S[ASP_SEC_ROWSTATE]), ASP_ARG(dq)};
     st = asp_attn_launch(chain, plan.program, "attn_bwd_dq_store", args,
                          sizeof args / sizeof args[0], 1, global, local);
   }
   if (st == ADASPLASH_SUCCESS && dalpha) {
     size_t global[1] = {(size_t)g.q_heads * (size_t)wg};
-    asp_arg args[] = {ASP_ARG(g), ASP_ARG(drow), ASP_ARG(dalpha)};
+    asp_arg args[] = {ASP_ARG(a), ASP_ARG(drow), ASP_ARG(dalpha)};
     st = asp_attn_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
   }
   asp_views_release(&views);
@@ -522,16 +481,16 @@ static size_t asp_attn_state_bytes(adasplash_context *ctx, const asp_attn_proble
     return st == ADASPLASH_SUCCESS ? bytes : SIZE_MAX;
   }
   asp_plan plan;
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) !=
+  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan) !=
       ADASPLASH_SUCCESS)
     return SIZE_MAX; /* its NOT_PREPARED message is the one the call reports next */
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, plan.params[AP_T], &lay);
+  asp_attn_layout(ctx, pr, &plan, &lay);
   return workspace ? asp_attn_workspace_need(&lay) : lay.saved_bytes;
 }
 
-static asp_region asp_tensor_region(cl_mem buf, const char *name, const asp_cl_layout *l,
-                                    size_t end, size_t esize, int written) {
+static asp_region asp_tensor_region(cl_mem buf, const char *name, const asp_layout *l, size_t end,
+                                    size_t esize, int written) {
   asp_region r = {buf, (size_t)l->off * esize, end, name, written, 0};
   return r;
 }
@@ -625,6 +584,9 @@ adasplash_status adasplash_attention_backward(
                   "%s: dalpha needs desc->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD (in the forward "
                   "too)",
                   fn);
+  if (st == ADASPLASH_SUCCESS && (pr.d.flags & ADASPLASH_ATTN_FORWARD_ONLY))
+    st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                  "%s: desc->flags has ADASPLASH_ATTN_FORWARD_ONLY (an inference desc)", fn);
   if (st == ADASPLASH_SUCCESS && dalpha && pr.d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH)
     st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                   "%s: softmax has no alpha to differentiate", fn);
@@ -659,10 +621,10 @@ static adasplash_status asp_saved_prologue(adasplash_context *ctx,
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "%s: only the fused entmax algorithm keeps this state", fn);
   asp_plan plan;
-  st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+  st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   *tile = plan.params[AP_T];
-  asp_attn_layout(ctx, pr, *tile, lay);
+  asp_attn_layout(ctx, pr, &plan, lay);
   st = asp_check_saved(ctx, saved, lay->saved_bytes, fn);
   if (st != ADASPLASH_SUCCESS) return st;
   cl_uint header[16];
@@ -690,7 +652,7 @@ static adasplash_status asp_read_section(adasplash_context *ctx, cl_command_queu
  * if none of its visible sub-tiles is active. */
 static double asp_sparsity_64(const asp_attn_problem *pr, int tile, const cl_int *bs,
                               const cl_uint *bm) {
-  const asp_cl_geom g = asp_attn_geom(pr, tile);
+  const asp_geom g = asp_attn_geom(pr, tile, 1);
   const int f = 64 / tile;
   const int nq64 = (g.nqb + f - 1) / f, nk64 = (g.nkb + f - 1) / f;
   unsigned long visible = 0, empty = 0;
@@ -700,7 +662,7 @@ static double asp_sparsity_64(const asp_attn_problem *pr, int tile, const cl_int
         int vis = 0, act = 0;
         for (int qb = Q * f; qb < (Q + 1) * f && qb < g.nqb; ++qb) {
           const size_t blk = (size_t)bh * g.nqb + qb;
-          const int nvis = bs[blk * ASP_STAT_COUNT + 3];
+          const int nvis = bs[blk * ASP_STAT_COUNT + ASP_STAT_VISIBLE];
           for (int kt = K * f; kt < (K + 1) * f && kt < g.nkb; ++kt) {
             if (kt >= nvis) continue;
             vis = 1;
@@ -746,8 +708,8 @@ adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
   unsigned long blocks = 0;
   for (size_t i = 0; i + ASP_STAT_COUNT <= n; i += ASP_STAT_COUNT) {
     const cl_int *b = bs + i;
-    s.visible_tiles += (unsigned long)b[3];
-    s.active_tiles += (unsigned long)b[2];
+    s.visible_tiles += (unsigned long)b[ASP_STAT_VISIBLE];
+    s.active_tiles += (unsigned long)b[ASP_STAT_ACTIVE];
     if (b[5] > 0) {
       if (b[0] > s.max_sweeps) s.max_sweeps = b[0];
       sweeps_sum += b[0];
@@ -792,7 +754,7 @@ adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,
   asp_attn_buffers lay;
   adasplash_status st = asp_saved_prologue(ctx, desc, queue, saved, fn, &pr, &tile, &lay);
   if (st != ADASPLASH_SUCCESS) return st;
-  const asp_cl_geom g = asp_attn_geom(&pr, tile);
+  const asp_geom g = asp_attn_geom(&pr, tile, 1);
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
   if (tau) {
     float *rs = (float *)malloc(lay.size[ASP_SEC_ROWSTATE]);

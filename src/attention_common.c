@@ -31,7 +31,7 @@ float asp_attn_scale(const adasplash_attention_desc *d) {
 static adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn,
                                            const char *name, const adasplash_layout *in, int batch,
                                            int heads, int len, int head_dim, size_t esize,
-                                           asp_cl_layout *out, size_t *bytes) {
+                                           asp_layout *out, size_t *bytes) {
   size_t bs = in->batch_stride, hs = in->head_stride, ss = in->seq_stride;
   const size_t D = (size_t)head_dim;
   if (bs == 0 && hs == 0 && ss == 0) {
@@ -139,7 +139,7 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
   if (d->causal != 0 && d->causal != 1)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->causal=%d must be 0 or 1", fn,
                     d->causal);
-  if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
+  if (d->flags & ~(ADASPLASH_ATTN_SAVE_ALPHA_GRAD | ADASPLASH_ATTN_FORWARD_ONLY))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
                     fn, (unsigned)d->flags);
   {
@@ -203,9 +203,9 @@ adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_a
   return st;
 }
 
-asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile) {
+asp_geom asp_attn_geom(const asp_attn_problem *pr, int tile, int nseg) {
   const adasplash_attention_desc *d = &pr->d;
-  asp_cl_geom g;
+  asp_geom g;
   g.batch = d->batch;
   g.q_heads = d->q_heads;
   g.kv_heads = d->kv_heads;
@@ -219,14 +219,34 @@ asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile) {
   g.nkb = (d->kv_len + tile - 1) / tile;
   g.wk = (g.nkb + 31) / 32;
   g.wq = (g.nqb + 31) / 32;
+  g.nseg = nseg;
   return g;
+}
+
+asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *plan) {
+  const adasplash_attention_desc *d = &pr->d;
+  asp_attn_args a;
+  memset(&a, 0, sizeof a);
+  a.q = pr->q;
+  a.k = pr->k;
+  a.v = pr->v;
+  a.o = pr->o;
+  a.g = asp_attn_geom(pr, plan->params[AP_T], plan->params[AP_NSEG]);
+  a.alpha = d->alpha;
+  a.scale = d->scale;
+  a.tol = d->tolerance;
+  a.has_alpha = d->alpha_buf != NULL;
+  a.max_iter = d->max_iter;
+  return a;
 }
 
 /* ---- the tile plan --------------------------------------------------------------------------- */
 
-static const char *const asp_entmax_kernels[] = {
-    "attn_tau",    "attn_forward",  "attn_forward_grad", "attn_forward_alpha", "attn_bwd_pre",
-    "attn_bwd_dq", "attn_bwd_dkdv", "attn_bwd_dalpha",   "attn_bwd_fused",     "attn_bwd_dq_store"};
+static const char *const asp_forward_kernels[] = {"attn_tau", "attn_forward", "attn_forward_grad",
+                                                  "attn_forward_alpha"};
+static const char *const asp_backward_kernels[] = {"attn_bwd_pre",   "attn_bwd_dq",
+                                                   "attn_bwd_dkdv",  "attn_bwd_dalpha",
+                                                   "attn_bwd_fused", "attn_bwd_dq_store"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
@@ -235,16 +255,22 @@ static void asp_attn_plan_key(asp_program_family family, adasplash_dtype dtype, 
   snprintf(key, size, "attn:family=%d:dtype=%d:hd=%d", (int)family, (int)dtype, hd);
 }
 
-/* Local memory the largest kernel of a configuration uses (static arrays), bytes. */
-static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax) {
-  size_t tp = (size_t)t + 1;
-  size_t stage = 2 * (size_t)dk * tp * 4;
-  size_t tau = stage + 3 * (size_t)t * (size_t)(bins + 1) * 4 + (size_t)t * (size_t)tc * 4 +
-               (size_t)t * (size_t)kmax * 4 + (size_t)t * (5 * 4 + 48) + 64;
-  size_t fwd = stage + (size_t)t * tp * 4 + (size_t)t * (size_t)tc * 4 + 5 * (size_t)t * 4;
-  size_t bwd = stage + (size_t)t * tp * 4 + 7 * (size_t)t * 4;
-  size_t m = tau > fwd ? tau : fwd;
-  return m > bwd ? m : bwd;
+/* Local memory of the largest kernel of a program (one arena per kernel, cl/abi.h formulas). */
+static size_t asp_attn_local_bytes(asp_program_family family, int t, int tc, int dk, int bins,
+                                   int kmax, int wg) {
+  const size_t s_only = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 0);
+  const size_t p_b = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 1);
+  const size_t p_bt = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 2);
+  const size_t qrow = ASP_QROW_BYTES((size_t)t);
+  size_t m = p_b; /* output pass, query-block pass */
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    const size_t tau = s_only + ASP_TAU_PASS_BYTES((size_t)t, (size_t)bins, (size_t)kmax);
+    if (tau > m) m = tau;
+  } else {
+    if (p_bt + qrow > m) m = p_bt + qrow; /* key-block pass */
+    if ((size_t)wg * 4 > m) m = (size_t)wg * 4;
+  }
+  return m;
 }
 
 static const int asp_head_dim_sizes[] = {16, 32, 64, 96, 128, 192, 256};
@@ -272,47 +298,120 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
   asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
   if (!asp_plan_find(ctx, key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
-                    "attention kernels for dtype %d, head_dim %d are not compiled: call "
+                    "attention kernels (%s) for dtype %d, head_dim %d are not compiled: call "
                     "adasplash_attention_prepare (or adasplash_warmup) first",
-                    (int)dtype, head_dim);
+                    asp_program_file(family), (int)dtype, head_dim);
   return ADASPLASH_SUCCESS;
 }
 
-adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
-                                       adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  char key[128];
-  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
-  if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
+/* Builds one program of a tile configuration and checks its kernels' limits. Returns
+ * ADASPLASH_SUCCESS and *fits = 1 when every kernel accepts wg work-items and its local memory. */
+static adasplash_status asp_attn_build(adasplash_context *ctx, asp_program_family family,
+                                       adasplash_dtype dtype, const int *params,
+                                       asp_program **program, int *fits) {
+  const asp_tuning *tu = &ctx->tuning;
+  asp_defines df;
+  asp_defines_init(&df);
+  asp_defines_add_int(&df, "ASP_DTYPE", (long)dtype);
+  asp_defines_add_int(&df, "ASP_TILE_IMPL", params[AP_IMPL]);
+  asp_defines_add_int(&df, "ASP_T", params[AP_T]);
+  asp_defines_add_int(&df, "ASP_WG", params[AP_WG]);
+  asp_defines_add_int(&df, "ASP_TR", params[AP_TR]);
+  asp_defines_add_int(&df, "ASP_TC", params[AP_TC]);
+  asp_defines_add_int(&df, "ASP_DK", params[AP_DK]);
+  asp_defines_add_int(&df, "ASP_HD", params[AP_HD]);
+  asp_defines_add_int(&df, "ASP_VW", params[AP_VW]);
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    asp_defines_add_int(&df, "ASP_BINS", params[AP_BINS]);
+    asp_defines_add_int(&df, "ASP_KMAX", params[AP_KMAX]);
+  }
+  /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
+  if (family == ASP_PROGRAM_ATTN_BACKWARD && ctx->dev.is_nvidia)
+    asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
+  char defines[1024];
+  asp_defines_text(&df, defines, sizeof defines);
+  adasplash_status st = asp_program_get(ctx, family, defines, program);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const char *const *names = asp_softmax_kernels;
+  size_t count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    names = asp_forward_kernels;
+    count = sizeof asp_forward_kernels / sizeof asp_forward_kernels[0];
+  } else if (family == ASP_PROGRAM_ATTN_BACKWARD) {
+    names = asp_backward_kernels;
+    count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
+  }
+  size_t fit = (size_t)params[AP_WG];
+  for (size_t i = 0; i < count; ++i) {
+    const asp_kernel *k = asp_program_kernel(*program, names[i]);
+    if (!k)
+      return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from %s", names[i],
+                      asp_program_file(family));
+    if (strstr(names[i], "pre") || strstr(names[i], "store"))
+      continue; /* launched with any work-group size */
+    if (k->max_work_group_size < fit) fit = k->max_work_group_size;
+    if (k->local_mem_size > tu->local_mem) fit = 0;
+  }
+  *fits = fit >= (size_t)params[AP_WG];
+  return ADASPLASH_SUCCESS;
+}
+
+/* The tile configuration of the forward program (what the threshold pass's bitmap is made of):
+ * fitted to local memory and the work-group limit, then to the compiled kernels' limits. The
+ * backward program reuses it exactly (its bitmap comes from the forward). */
+static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_family family,
+                                            adasplash_dtype dtype, int head_dim, int *params,
+                                            asp_program **program) {
   const asp_tuning *tu = &ctx->tuning;
   int t = tu->attn_tile, wg = tu->attn_wg, dk = tu->attn_dk, bins = tu->attn_bins, kmax = 32;
   wg = asp_pow2_floor(wg < (int)tu->max_wg ? wg : (int)tu->max_wg);
+  const int hd = asp_attn_padded_head_dim(head_dim);
   for (;;) {
-    /* Work-item grid: TC = 2^ceil(log2(WG)/2) columns, TR rows; every row needs an owner. */
+    /* Work-item grid: TC = 2^ceil(log2(WG)/2) columns (at most 16, so it divides every padded
+     * head dim), TR rows; every row needs an owner. */
     int tc = 1;
-    while (tc * tc < wg) tc *= 2;
+    while (tc * tc < wg && tc < 16) tc *= 2;
     int tr = wg / tc;
     if (t < tc) t = tc;
     if (wg < t) t = asp_pow2_floor(wg);
-    if (t % tr != 0 || t % tc != 0 || t < tc) {
+    if (t % tr != 0 || t % tc != 0 || t < tc || t < tr) {
+      if (wg > 16) {
+        wg /= 2;
+        continue;
+      }
       return asp_fail(ctx, ADASPLASH_ERROR_INVALID_TUNING,
                       "attention tile %d does not fit a %dx%d work-item grid (attn_wg=%d)", t, tr,
                       tc, wg);
     }
-    /* Padded head dim: the next of a few sizes, so that few programs cover every head dim. */
-    int hd = asp_attn_padded_head_dim(head_dim);
-    int dkk = dk < tc ? tc : (dk / tc) * tc;
-    while (dkk > tc && (dkk > hd || hd % dkk != 0)) dkk -= tc;
-    if (hd % dkk != 0) dkk = tc; /* every padded size is a multiple of 16 >= tc here */
+    /* Columns are owned in vector groups of VW: VW divides the score and output columns per
+     * work-item; head-dim chunks are whole groups over all TC columns and multiples of 4. */
+    int vw = 4;
+    while (vw > 1 && ((t / tc) % vw != 0 || (hd / tc) % vw != 0)) vw /= 2;
+    int unit = vw * tc;
+    while (unit % 4 != 0) unit *= 2;
+    int dkk = dk < unit ? unit : (dk / unit) * unit;
+    while (dkk > unit && (dkk > hd || hd % dkk != 0)) dkk -= unit;
+    if (hd % dkk != 0) dkk = hd; /* one chunk: unit does not divide the head dim */
     int bb = bins, km = kmax;
-    size_t need = asp_attn_local_bytes(t, tc, dkk, bb, km);
-    while (need + 256 > tu->local_mem && bb > 4)
-      need = asp_attn_local_bytes(t, tc, dkk, bb /= 2, km);
-    while (need + 256 > tu->local_mem && km > 8)
-      need = asp_attn_local_bytes(t, tc, dkk, bb, km /= 2);
-    while (need + 256 > tu->local_mem && dkk > tc) {
-      dkk -= tc;
-      while (dkk > tc && hd % dkk != 0) dkk -= tc;
-      need = asp_attn_local_bytes(t, tc, dkk, bb, km);
+    size_t need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
+    size_t need_b = asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, tc, dkk, bb, km, wg);
+    if (need_b > need) need = need_b;
+    while (need + 256 > tu->local_mem && bb > 4) {
+      bb /= 2;
+      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
+      if (need_b > need) need = need_b;
+    }
+    while (need + 256 > tu->local_mem && km > 8) {
+      km /= 2;
+      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
+      if (need_b > need) need = need_b;
+    }
+    while (need + 256 > tu->local_mem && dkk > unit && hd % unit == 0) {
+      dkk -= unit;
+      while (dkk > unit && hd % dkk != 0) dkk -= unit;
+      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
+      need_b = asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, tc, dkk, bb, km, wg);
+      if (need_b > need) need = need_b;
     }
     if (need + 256 > tu->local_mem) {
       if (wg <= 16 && t <= 8)
@@ -328,61 +427,58 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
       }
       continue;
     }
-    asp_defines df;
-    asp_defines_init(&df);
-    asp_defines_add_int(&df, "ASP_DTYPE", (long)dtype);
-    asp_defines_add_int(&df, "ASP_T", t);
-    asp_defines_add_int(&df, "ASP_WG", wg);
-    asp_defines_add_int(&df, "ASP_TR", tr);
-    asp_defines_add_int(&df, "ASP_TC", tc);
-    asp_defines_add_int(&df, "ASP_DK", dkk);
-    asp_defines_add_int(&df, "ASP_HD", hd);
-    if (family == ASP_PROGRAM_ATTENTION) {
-      asp_defines_add_int(&df, "ASP_BINS", bb);
-      asp_defines_add_int(&df, "ASP_KMAX", km);
-      /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
-      if (ctx->dev.is_nvidia) asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
-    }
-    char defines[1024];
-    asp_defines_text(&df, defines, sizeof defines);
-    asp_program *program = NULL;
-    adasplash_status st = asp_program_get(ctx, family, defines, &program);
+    memset(params, 0, ASP_PLAN_PARAMS * sizeof *params);
+    params[AP_T] = t;
+    params[AP_WG] = wg;
+    params[AP_TR] = tr;
+    params[AP_TC] = tc;
+    params[AP_DK] = dkk;
+    params[AP_HD] = hd;
+    params[AP_BINS] = bb;
+    params[AP_KMAX] = km;
+    params[AP_VW] = vw;
+    params[AP_NSEG] = tr;
+    params[AP_IMPL] = ASP_TILE_PORTABLE;
+    int fits = 0;
+    adasplash_status st = asp_attn_build(ctx, family, dtype, params, program, &fits);
     if (st != ADASPLASH_SUCCESS) return st;
-    const char *const *names =
-        family == ASP_PROGRAM_ATTENTION ? asp_entmax_kernels : asp_softmax_kernels;
-    size_t count = family == ASP_PROGRAM_ATTENTION
-                       ? sizeof asp_entmax_kernels / sizeof asp_entmax_kernels[0]
-                       : sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
-    size_t fit = (size_t)wg;
-    for (size_t i = 0; i < count; ++i) {
-      const asp_kernel *k = asp_program_kernel(program, names[i]);
-      if (!k)
-        return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from %s", names[i],
-                        asp_program_file(family));
-      if (strstr(names[i], "pre")) continue; /* launched with any work-group size */
-      if (k->max_work_group_size < fit) fit = k->max_work_group_size;
-      if (k->local_mem_size > tu->local_mem) fit = 0;
-    }
-    if (fit >= (size_t)wg) {
-      int params[ASP_PLAN_PARAMS] = {0};
-      params[AP_T] = t;
-      params[AP_WG] = wg;
-      params[AP_TR] = tr;
-      params[AP_TC] = tc;
-      params[AP_DK] = dkk;
-      params[AP_HD] = hd;
-      params[AP_BINS] = bb;
-      params[AP_KMAX] = km;
-      st = asp_plan_store(ctx, key, program, params);
-      if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);
-      return st;
-    }
+    if (fits) return ADASPLASH_SUCCESS;
     if (wg <= 16)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                      "attention kernels accept only %zu work-items on this device", fit);
+                      "attention kernels of %s do not accept %d work-items on this device",
+                      asp_program_file(family), wg);
     wg /= 2; /* registers or local memory limit the compiled kernels: try a smaller grid */
     if (t > 8 && wg < t) t /= 2;
   }
+}
+
+adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
+                                       adasplash_dtype dtype, int head_dim, asp_plan *out) {
+  char key[128];
+  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
+  if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
+  int params[ASP_PLAN_PARAMS];
+  asp_program *program = NULL;
+  adasplash_status st;
+  if (family == ASP_PROGRAM_ATTN_BACKWARD) {
+    /* The backward runs on the forward's tiles. */
+    asp_plan fwd;
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, &fwd);
+    if (st != ADASPLASH_SUCCESS) return st;
+    memcpy(params, fwd.params, sizeof params);
+    int fits = 0;
+    st = asp_attn_build(ctx, family, dtype, params, &program, &fits);
+    if (st == ADASPLASH_SUCCESS && !fits)
+      st = asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                    "the backward kernels do not accept the forward's %d work-items on this "
+                    "device (lower attn_wg)",
+                    params[AP_WG]);
+  } else {
+    st = asp_attn_plan_tiles(ctx, family, dtype, head_dim, params, &program);
+  }
+  if (st == ADASPLASH_SUCCESS) st = asp_plan_store(ctx, key, program, params);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);
+  return st;
 }
 
 adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,

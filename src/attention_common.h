@@ -6,20 +6,8 @@
 #ifndef ASP_ATTENTION_COMMON_H
 #define ASP_ATTENTION_COMMON_H
 
+#include "abi.h" /* cl/abi.h: the structs, indices and local-memory formulas kernels share */
 #include "internal.h"
-
-/* Mirror of asp_layout in cl/tile.clh (four ulongs). */
-typedef struct asp_cl_layout {
-  cl_ulong off, bs, hs, ss;
-} asp_cl_layout;
-
-/* Mirror of asp_geom in cl/tile.clh (ints only). */
-typedef struct asp_cl_geom {
-  cl_int batch, q_heads, kv_heads, q_len, kv_len, head_dim;
-  cl_int causal, has_qlens, has_kvlens;
-  cl_int nqb, nkb;
-  cl_int wk, wq;
-} asp_cl_geom;
 
 /* Tile plan of the attention programs (indices into asp_plan.params). */
 enum {
@@ -30,13 +18,16 @@ enum {
   AP_DK,    /* head-dim chunk */
   AP_HD,    /* padded head dim */
   AP_BINS,  /* histogram bins */
-  AP_KMAX   /* exact-finish candidates per row */
+  AP_KMAX,  /* exact-finish candidates per row */
+  AP_VW,    /* portable: vector width of column groups */
+  AP_NSEG,  /* row segments per block (tile maxima are kept per segment) */
+  AP_IMPL   /* tile implementation (ASP_TILE_PORTABLE, ASP_TILE_NV_MMA) */
 };
 
 /* A validated attention problem. */
 typedef struct asp_attn_problem {
   adasplash_attention_desc d; /* copy with defaults resolved (scale, tolerance, max_iter) */
-  asp_cl_layout q, k, v, o;   /* resolved layouts (elements) */
+  asp_layout q, k, v, o;      /* resolved layouts (elements) */
   size_t q_bytes, k_bytes, v_bytes, o_bytes; /* extents in bytes */
   size_t esize;
 } asp_attn_problem;
@@ -63,7 +54,9 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
 int asp_attn_padded_head_dim(int head_dim);
 const int *asp_attn_head_dim_sizes(size_t *count);
 
-asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile);
+asp_geom asp_attn_geom(const asp_attn_problem *pr, int tile, int nseg);
+/* The by-value kernel parameters of a call (use_hist, qscale, write_t left 0 for the caller). */
+asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *plan);
 /* The effective logit scale (desc->scale or 1/sqrt(head_dim)). */
 float asp_attn_scale(const adasplash_attention_desc *d);
 

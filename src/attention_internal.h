@@ -18,7 +18,7 @@ enum {
   ASP_SEC_BLOCKSTATS, /* [B,Hq,nqb,8] ints */
   ASP_SEC_OUT2,       /* [B,Hq,q_len,head_dim] fp32: sum(s v)/sum(s) */
   ASP_SEC_ZALPHA,     /* [B,Hq,q_len,head_dim] fp32: Z with dL/dalpha_row = dO . Z (attn_fwd.clh) */
-  ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nkb] score max per tile */
+  ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nseg,nkb] score max per tile and row segment */
   ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
   ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
   ASP_SEC_DQACC,      /* workspace (fused backward): [B,Hq,q_len,head_dim] fp32 dQ sums */
@@ -34,7 +34,7 @@ typedef struct asp_attn_buffers {
   size_t ws_train_bytes, ws_infer_bytes, ws_bwd_bytes;
 } asp_attn_buffers;
 
-void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, int tile,
+void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, const asp_plan *plan,
                      asp_attn_buffers *lay);
 size_t asp_attn_workspace_need(const asp_attn_buffers *lay);
 uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile);

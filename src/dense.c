@@ -172,7 +172,7 @@ typedef struct asp_dense_ctx {
   const asp_attn_problem *pr;
   asp_chain *chain;
   asp_plan util;
-  asp_cl_geom g;
+  asp_geom g;
   size_t bh;                     /* batch * q_heads */
   size_t *off_a, *off_b, *off_c; /* offset arrays, bh entries */
 } asp_dense_ctx;
@@ -185,7 +185,7 @@ static adasplash_status asp_dense_begin(adasplash_context *ctx, const asp_attn_p
   dc->chain = chain;
   adasplash_status st = asp_util_plan(ctx, pr->d.dtype, 0, &dc->util);
   if (st != ADASPLASH_SUCCESS) return st;
-  dc->g = asp_attn_geom(pr, 64);
+  dc->g = asp_attn_geom(pr, 64, 1);
   dc->bh = (size_t)pr->d.batch * pr->d.q_heads;
   dc->off_a = (size_t *)malloc(dc->bh * sizeof(size_t));
   dc->off_b = (size_t *)malloc(dc->bh * sizeof(size_t));
@@ -201,7 +201,7 @@ static void asp_dense_end(asp_dense_ctx *dc) {
   free(dc->off_c);
 }
 
-static adasplash_status asp_dense_pack(asp_dense_ctx *dc, cl_mem src, const asp_cl_layout *l,
+static adasplash_status asp_dense_pack(asp_dense_ctx *dc, cl_mem src, const asp_layout *l,
                                        int heads, int len, cl_mem dst) {
   cl_int batch = dc->pr->d.batch, h = heads, n = len, hd = dc->pr->d.head_dim;
   size_t total = (size_t)batch * heads * len * hd;
@@ -211,7 +211,7 @@ static adasplash_status asp_dense_pack(asp_dense_ctx *dc, cl_mem src, const asp_
   return asp_attn_launch(dc->chain, dc->util.program, "pack_f32", args, 7, 1, global, local);
 }
 
-static adasplash_status asp_dense_unpack(asp_dense_ctx *dc, cl_mem src, const asp_cl_layout *l,
+static adasplash_status asp_dense_unpack(asp_dense_ctx *dc, cl_mem src, const asp_layout *l,
                                          int heads, int len, float factor, cl_mem dst) {
   cl_int batch = dc->pr->d.batch, h = heads, n = len, hd = dc->pr->d.head_dim;
   cl_float f = factor;

@@ -54,7 +54,8 @@ adasplash_status asp_select_device(const char *selection, cl_platform_id *platfo
 /* The program families compiled from cl/ (one entry .cl file each). */
 typedef enum asp_program_family {
   ASP_PROGRAM_ENTMAX_ROWS = 0,
-  ASP_PROGRAM_ATTENTION,
+  ASP_PROGRAM_ATTN_FORWARD,  /* attn_forward.cl: threshold and output passes */
+  ASP_PROGRAM_ATTN_BACKWARD, /* attn_backward.cl */
   ASP_PROGRAM_SOFTMAX_FLASH,
   ASP_PROGRAM_UTILITY,
   ASP_PROGRAM_FAMILY_COUNT

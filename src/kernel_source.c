@@ -15,8 +15,10 @@ const char *asp_program_file(asp_program_family family) {
   switch (family) {
     case ASP_PROGRAM_ENTMAX_ROWS:
       return "entmax_rows.cl";
-    case ASP_PROGRAM_ATTENTION:
-      return "attention.cl";
+    case ASP_PROGRAM_ATTN_FORWARD:
+      return "attn_forward.cl";
+    case ASP_PROGRAM_ATTN_BACKWARD:
+      return "attn_backward.cl";
     case ASP_PROGRAM_SOFTMAX_FLASH:
       return "softmax_flash.cl";
     case ASP_PROGRAM_UTILITY:

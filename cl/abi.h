@@ -1,0 +1,131 @@
+/*
+ * abi.h - the host-kernel ABI of the attention programs, included by the OpenCL C kernels and by
+ * the host C code (src/), so that nothing is defined twice:
+ *   - the tensor layout and problem geometry structs the kernels take by value;
+ *   - asp_attn_args, the by-value parameter struct of every attention kernel;
+ *   - the indices of the per-row state, the per-row statistics and the per-block statistics that
+ *     the saved buffer holds;
+ *   - the tile implementations and their local-memory formulas (bytes of the one local arena each
+ *     attention kernel declares; the host plans with the same macros).
+ * Plain C90 subset: the OpenCL C compiler and the host C compiler see the same text.
+ */
+#ifndef ASP_ABI_H
+#define ASP_ABI_H
+
+#ifdef __OPENCL_VERSION__
+typedef ulong asp_u64;
+typedef int asp_i32;
+typedef float asp_f32;
+#else
+#include <CL/cl_platform.h>
+typedef cl_ulong asp_u64;
+typedef cl_int asp_i32;
+typedef cl_float asp_f32;
+#endif
+
+/* A [batch, heads, seq, head_dim] tensor inside its buffer (element offsets and strides). */
+typedef struct asp_layout {
+  asp_u64 off, bs, hs, ss;
+} asp_layout;
+
+/* Problem geometry shared by every attention kernel. nqb/nkb: query row blocks and key tiles of
+ * the plan's tile; wk/wq: 32-bit bitmap words per row block (over key tiles) and per key tile
+ * (over row blocks). */
+typedef struct asp_geom {
+  asp_i32 batch, q_heads, kv_heads, q_len, kv_len, head_dim;
+  asp_i32 causal, has_qlens, has_kvlens;
+  asp_i32 nqb, nkb;
+  asp_i32 wk, wq;
+  asp_i32 nseg; /* row segments per block (tile maxima are kept per segment) */
+} asp_geom;
+
+/* The parameters of one attention call, by value (buffers are separate kernel arguments). */
+typedef struct asp_attn_args {
+  asp_layout q, k, v, o; /* o: the output's layout (dO and dQ-like tensors share q's or o's) */
+  asp_geom g;
+  asp_f32 alpha;  /* scalar alpha (unless has_alpha: per-head alpha buffer) */
+  asp_f32 scale;  /* logit scale z = scale * q.k */
+  asp_f32 tol;    /* solver tolerance on |sum p - 1| */
+  asp_f32 qscale; /* quantisation of the histogram's in-bin moments */
+  asp_i32 has_alpha, max_iter, use_hist;
+  asp_i32 write_t;   /* threshold pass: also write the transposed bitmap (training) */
+  asp_i32 aligned16; /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
+  asp_i32 reserved;
+} asp_attn_args;
+
+/* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats. tau is in x-space
+ * (x = (alpha-1) * scale * q.k); +inf marks a row with no valid key, NaN a row with non-finite
+ * scores. fsum is the solver's sum of p at tau (1 after an exact finish). */
+#define ASP_ROWSTATE_TAU 0
+#define ASP_ROWSTATE_FSUM 1
+#define ASP_ROWSTATE_COUNT 2
+
+/* Per-row statistics for the backward (saved): measured sum of p, H = sum(p^ ln p^) of the
+ * normalised p. */
+#define ASP_ROWSTAT_L 0
+#define ASP_ROWSTAT_H 1
+#define ASP_ROWSTAT_COUNT 2
+
+/* Per-row-block statistics (ints): sweeps, converged flag, active tiles, visible tiles, residual
+ * (float bits, written by the output pass), valid rows. */
+#define ASP_STAT_SWEEPS 0
+#define ASP_STAT_CONVERGED 1
+#define ASP_STAT_ACTIVE 2
+#define ASP_STAT_VISIBLE 3
+#define ASP_STAT_RESIDUAL 4
+#define ASP_STAT_ROWS 5
+#define ASP_STAT_COUNT 8
+
+/* What the output pass keeps for the backward. */
+#define ASP_SAVE_NONE 0       /* inference */
+#define ASP_SAVE_GRAD 1       /* out2 = sum(s v) / sum(s) and the row statistics */
+#define ASP_SAVE_ALPHA_GRAD 2 /* and Z, with dL/dalpha of a row = dO . Z */
+
+/* ---- tile implementations ---------------------------------------------------------------------
+ * ASP_TILE_IMPL selects the header that implements the tile contract (cl/tile.clh):
+ *   ASP_TILE_PORTABLE  register blocks over local memory, fp32 FMA (OpenCL C 1.2, every device);
+ *   ASP_TILE_NV_MMA    mma.sync m16n8k16 fragments, ldmatrix, cp.async (inline PTX, NVIDIA
+ *                      compute capability >= 8.0, fp16/bf16 storage).
+ */
+#define ASP_TILE_PORTABLE 0
+#define ASP_TILE_NV_MMA 1
+
+/* Local-memory arena of an attention kernel, in bytes, as a function of its plan. Every attention
+ * kernel declares exactly one __local arena (16-byte aligned): its products' part first
+ * (ASP_TILE_PRODUCT_BYTES of the implementation, below per implementation), then its pass's part;
+ * the host computes the same numbers to plan tiles against the device's local memory, and a test
+ * compares them with CL_KERNEL_LOCAL_MEM_SIZE.
+ *
+ * A kernel's products are described by (NB, KEEP, PPROD): NB staged B operands per tile, KEEP
+ * resident A operands that asp_mm_ptr reads, PPROD 0 (S = A B^T only), 1 (and P B) or 2 (and
+ * P^T A).
+ * Portable products (tile_portable.clh): two staging chunks of DK x T floats (the A and B chunk
+ * of S = A B^T; B chunks of the P products reuse them as T x DK), a row-reduction buffer (T x TC
+ * floats) and the P tile (T x T floats) when P products are used. */
+#define ASP_PT_PRODUCT_BYTES(T, TC, DK, PPROD) \
+  (4 * (2 * (DK) * (T) + (T) * (TC) + ((PPROD) ? (T) * (T) : 0)))
+
+/* NVIDIA products (tile_nv_mma.clh): operand tiles are bf16/fp16 rows of HD + 8 elements (the
+ * padding keeps ldmatrix free of bank conflicts). NSTAGE slots of NB staged B operands, the KEEP
+ * resident A operands, and a T x (T + 8) tile for P^T A (dQ). The emulation used to test this path
+ * on other devices adds its exchange buffer (EMU). */
+#define ASP_NV_ROW(HD) ((HD) + 8)
+#define ASP_NV_OPERAND_BYTES(T, HD) (2 * (T)*ASP_NV_ROW(HD))
+#define ASP_NV_PTILE_BYTES(T) (2 * (T) * ((T) + 8))
+#define ASP_NV_EMU_BYTES(WG) (16 * (WG) + 64)
+#define ASP_NV_PRODUCT_BYTES(T, HD, NSTAGE, NB, KEEP, PPROD, EMU, WG)                 \
+  ((NSTAGE) * (NB)*ASP_NV_OPERAND_BYTES(T, HD) + (KEEP)*ASP_NV_OPERAND_BYTES(T, HD) + \
+   ((PPROD) == 2 ? ASP_NV_PTILE_BYTES(T) : 0) + ((EMU) ? ASP_NV_EMU_BYTES(WG) : 0))
+
+/* Pass-specific local memory on top of the products (both implementations), in bytes. */
+/* Threshold pass: histogram window (3 x T x (BINS+1) uints), candidates (T x KMAX floats); per row
+ * the candidate count, window top, bad flag, max, segment bound, 8 sweep sums and the row solver
+ * (at most 64 bytes, checked at compile time); block flags. */
+#define ASP_TAU_PASS_BYTES(T, BINS, KMAX) \
+  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (5 * 4 + 8 * 4 + 64) + 64)
+
+/* Key-block backward pass: the visited query rows' constants (tau or lse, 1/l, l^(alpha-2),
+ * delta, visible keys). */
+#define ASP_QROW_BYTES(T) (5 * 4 * (T))
+
+#endif /* ASP_ABI_H */
