@@ -12,7 +12,7 @@
 #ifndef ASP_ABI_H
 #define ASP_ABI_H
 
-#ifdef __OPENCL_VERSION__
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
 typedef ulong asp_u64;
 typedef int asp_i32;
 typedef float asp_f32;
@@ -112,7 +112,7 @@ typedef struct asp_attn_args {
 #define ASP_NV_ROW(HD) ((HD) + 8)
 #define ASP_NV_OPERAND_BYTES(T, HD) (2 * (T)*ASP_NV_ROW(HD))
 #define ASP_NV_PTILE_BYTES(T) (2 * (T) * ((T) + 8))
-#define ASP_NV_EMU_BYTES(WG) (16 * (WG) + 64)
+#define ASP_NV_EMU_BYTES(WG) (32 * (WG))
 #define ASP_NV_PRODUCT_BYTES(T, HD, NSTAGE, NB, KEEP, PPROD, EMU, WG)                 \
   ((NSTAGE) * (NB)*ASP_NV_OPERAND_BYTES(T, HD) + (KEEP)*ASP_NV_OPERAND_BYTES(T, HD) + \
    ((PPROD) == 2 ? ASP_NV_PTILE_BYTES(T) : 0) + ((EMU) ? ASP_NV_EMU_BYTES(WG) : 0))

@@ -62,7 +62,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dq(
     __global const float *rowstate, __global const float *rowstats, __global const float *delta,
     __global const uint *bitmap) {
   __local float4 arena[(ASP_QUERY_PASS_ARENA_BYTES + 15) / 16];
-  asp_query_block_pass(ASP_FORMULA_ENTMAX, a, q, k, v, dout, dq, alpha_heads, q_lens, kv_lens,
+  asp_query_block_pass(ASP_FORMULA_ENTMAX, &a, q, k, v, dout, dq, alpha_heads, q_lens, kv_lens,
                        rowstate, rowstats, delta, bitmap, (__local uchar *)arena);
 }
 
@@ -74,7 +74,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dkdv(
     __global const int *kv_lens, __global const float *rowstate, __global const float *rowstats,
     __global const float *delta, __global const uint *bitmap_t) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(0) + 15) / 16];
-  asp_key_block_pass(ASP_FORMULA_ENTMAX, 0, a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
+  asp_key_block_pass(ASP_FORMULA_ENTMAX, 0, &a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
                      rowstate, rowstats, delta, bitmap_t, 0, (__local uchar *)arena);
 }
 
@@ -87,7 +87,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_fused
     __global const int *kv_lens, __global const float *rowstate, __global const float *rowstats,
     __global const float *delta, __global const uint *bitmap_t, __global float *dq_acc) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(1) + 15) / 16];
-  asp_key_block_pass(ASP_FORMULA_ENTMAX, 1, a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
+  asp_key_block_pass(ASP_FORMULA_ENTMAX, 1, &a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
                      rowstate, rowstats, delta, bitmap_t, dq_acc, (__local uchar *)arena);
 }
 

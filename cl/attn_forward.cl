@@ -18,7 +18,7 @@
       __global const uint *bitmap, __global float *out2, __global float *zalpha,               \
       __global float *rowstats, __global int *blockstats) {                                    \
     __local float4 arena[(ASP_OUT_ARENA_BYTES + 15) / 16];                                     \
-    asp_forward_pass(ASP_FORMULA_ENTMAX, SAVE, a, q, k, v, o, alpha_heads, q_lens, kv_lens,    \
+    asp_forward_pass(ASP_FORMULA_ENTMAX, SAVE, &a, q, k, v, o, alpha_heads, q_lens, kv_lens,   \
                      rowstate, bitmap, out2, zalpha, rowstats, blockstats, 0,                  \
                      (__local uchar *)arena);                                                  \
   }

@@ -16,7 +16,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_
     __global const store_t *v, __global store_t *o, __global const int *q_lens,
     __global const int *kv_lens, int save, __global float *lse) {
   __local float4 arena[(ASP_OUT_ARENA_BYTES + 15) / 16];
-  asp_forward_pass(ASP_FORMULA_SOFTMAX, save, a, q, k, v, o, 0, q_lens, kv_lens, 0, 0, 0, 0, 0, 0,
+  asp_forward_pass(ASP_FORMULA_SOFTMAX, save, &a, q, k, v, o, 0, q_lens, kv_lens, 0, 0, 0, 0, 0, 0,
                    lse, (__local uchar *)arena);
 }
 
@@ -42,8 +42,8 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_
     __global const int *q_lens, __global const int *kv_lens, __global const float *lse,
     __global const float *delta) {
   __local float4 arena[(ASP_QUERY_PASS_ARENA_BYTES + 15) / 16];
-  asp_query_block_pass(ASP_FORMULA_SOFTMAX, a, q, k, v, dout, dq, 0, q_lens, kv_lens, lse, 0, delta,
-                       0, (__local uchar *)arena);
+  asp_query_block_pass(ASP_FORMULA_SOFTMAX, &a, q, k, v, dout, dq, 0, q_lens, kv_lens, lse, 0,
+                       delta, 0, (__local uchar *)arena);
 }
 
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_bwd_dkdv(
@@ -52,6 +52,6 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_
     __global store_t *dv, __global const int *q_lens, __global const int *kv_lens,
     __global const float *lse, __global const float *delta) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(0) + 15) / 16];
-  asp_key_block_pass(ASP_FORMULA_SOFTMAX, 0, a, q, k, v, dout, dk, dv, 0, q_lens, kv_lens, lse, 0,
+  asp_key_block_pass(ASP_FORMULA_SOFTMAX, 0, &a, q, k, v, dout, dk, dv, 0, q_lens, kv_lens, lse, 0,
                      delta, 0, 0, (__local uchar *)arena);
 }

@@ -237,6 +237,11 @@ asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *pla
   a.tol = d->tolerance;
   a.has_alpha = d->alpha_buf != NULL;
   a.max_iter = d->max_iter;
+  /* Rows on 16-byte boundaries (buffers themselves are aligned far more): 8 elements of 16 bits. */
+  const asp_layout *ls[4] = {&a.q, &a.k, &a.v, &a.o};
+  a.aligned16 = pr->esize == 2 && d->head_dim % 8 == 0;
+  for (int i = 0; i < 4; ++i)
+    if (ls[i]->off % 8 || ls[i]->bs % 8 || ls[i]->hs % 8 || ls[i]->ss % 8) a.aligned16 = 0;
   return a;
 }
 
@@ -316,20 +321,35 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, asp_program_famil
   asp_defines_add_int(&df, "ASP_TILE_IMPL", params[AP_IMPL]);
   asp_defines_add_int(&df, "ASP_T", params[AP_T]);
   asp_defines_add_int(&df, "ASP_WG", params[AP_WG]);
-  asp_defines_add_int(&df, "ASP_TR", params[AP_TR]);
-  asp_defines_add_int(&df, "ASP_TC", params[AP_TC]);
-  asp_defines_add_int(&df, "ASP_DK", params[AP_DK]);
   asp_defines_add_int(&df, "ASP_HD", params[AP_HD]);
-  asp_defines_add_int(&df, "ASP_VW", params[AP_VW]);
+  if (params[AP_IMPL] == ASP_TILE_NV_MMA) {
+    asp_defines_add_int(
+        &df, "ASP_NSTAGE",
+        family == ASP_PROGRAM_ATTN_BACKWARD ? params[AP_NSTAGE_B] : params[AP_NSTAGE_F]);
+    asp_defines_add_int(&df, "ASP_NV_EMULATE", params[AP_EMU]);
+  } else {
+    asp_defines_add_int(&df, "ASP_TR", params[AP_TR]);
+    asp_defines_add_int(&df, "ASP_TC", params[AP_TC]);
+    asp_defines_add_int(&df, "ASP_DK", params[AP_DK]);
+    asp_defines_add_int(&df, "ASP_VW", params[AP_VW]);
+  }
   if (family == ASP_PROGRAM_ATTN_FORWARD) {
     asp_defines_add_int(&df, "ASP_BINS", params[AP_BINS]);
     asp_defines_add_int(&df, "ASP_KMAX", params[AP_KMAX]);
   }
-  /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
-  if (family == ASP_PROGRAM_ATTN_BACKWARD && ctx->dev.is_nvidia)
+  /* Vendor code only on the NVIDIA path: one PTX red.add per float atomic. */
+  const int nv_native =
+      ctx->path == ADASPLASH_PATH_NVIDIA_MMA && !params[AP_EMU] && ctx->dev.is_nvidia;
+  if (family == ASP_PROGRAM_ATTN_BACKWARD && nv_native)
     asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
   char defines[1024];
   asp_defines_text(&df, defines, sizeof defines);
+  if (params[AP_IMPL] == ASP_TILE_NV_MMA && nv_native) {
+    /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
+    const size_t len = strlen(defines);
+    snprintf(defines + len, sizeof defines - len, " -cl-nv-arch sm_%d",
+             ctx->dev.info.nvidia_compute_capability);
+  }
   adasplash_status st = asp_program_get(ctx, family, defines, program);
   if (st != ADASPLASH_SUCCESS) return st;
   const char *const *names = asp_softmax_kernels;
@@ -452,6 +472,87 @@ static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_
   }
 }
 
+/* Local memory of the NVIDIA path's largest kernel of a program (cl/abi.h formulas). */
+static size_t asp_nv_local_bytes(asp_program_family family, int t, int hd, int nstage, int bins,
+                                 int kmax, int emu, int wg) {
+#define ASP_NV_P(nb, keep, pprod)                                                            \
+  ((size_t)ASP_NV_PRODUCT_BYTES((size_t)t, (size_t)hd, (size_t)nstage, nb, keep, pprod, emu, \
+                                (size_t)wg))
+  size_t m = ASP_NV_P(2, 0, 1); /* output pass, query-block pass */
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    const size_t tau =
+        ASP_NV_P(1, 0, 0) + ASP_TAU_PASS_BYTES((size_t)t, (size_t)bins, (size_t)kmax);
+    if (tau > m) m = tau;
+  } else {
+    const size_t key = ASP_NV_P(2, 1, 2) + ASP_QROW_BYTES((size_t)t);
+    if (key > m) m = key;
+  }
+#undef ASP_NV_P
+  return m;
+}
+
+/* The NVIDIA tensor-core plan: T x T tiles, warps of T/warps rows (a multiple of 16), forward and
+ * backward programs each with as many operand slots (1 or 2) as local memory allows. Returns
+ * UNSUPPORTED when no configuration fits (the caller then plans the portable path). */
+static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, asp_program_family family,
+                                         adasplash_dtype dtype, int head_dim, int *params,
+                                         asp_program **program) {
+  const asp_tuning *tu = &ctx->tuning;
+  const int hd = asp_attn_padded_head_dim(head_dim);
+  const int emu =
+      tu->nv_emulate && !(ctx->dev.is_nvidia && ctx->dev.info.nvidia_compute_capability >= 80);
+  int t = tu->nv_tile, nw = tu->nv_warps;
+  while (nw > 1 && (t % (16 * nw) != 0 || 32 * nw > (int)tu->max_wg)) --nw;
+  if (t % 16 != 0 || t % (16 * nw) != 0 || hd > 128 || hd % 16 != 0)
+    return ADASPLASH_ERROR_UNSUPPORTED;
+  int bins = tu->attn_bins, kmax = 32;
+  for (;;) {
+    const int wg = 32 * nw;
+    int sf = tu->nv_stages, sb = tu->nv_stages, bb = bins, km = kmax;
+    const size_t avail = tu->local_mem > 256 ? tu->local_mem - 256 : 0;
+    while (asp_nv_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, hd, sf, bb, km, emu, wg) > avail) {
+      if (bb > 8)
+        bb /= 2;
+      else if (km > 16)
+        km /= 2;
+      else if (sf > 1)
+        --sf;
+      else if (bb > 4)
+        bb /= 2;
+      else if (km > 8)
+        km /= 2;
+      else
+        break;
+    }
+    while (sb > 1 &&
+           asp_nv_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, hd, sb, bb, km, emu, wg) > avail)
+      --sb;
+    if (asp_nv_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, hd, sf, bb, km, emu, wg) > avail ||
+        asp_nv_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, hd, sb, bb, km, emu, wg) > avail) {
+      if (t / 2 < 16 * nw) return ADASPLASH_ERROR_UNSUPPORTED;
+      t /= 2;
+      continue;
+    }
+    memset(params, 0, ASP_PLAN_PARAMS * sizeof *params);
+    params[AP_T] = t;
+    params[AP_WG] = wg;
+    params[AP_HD] = hd;
+    params[AP_BINS] = bb;
+    params[AP_KMAX] = km;
+    params[AP_NSEG] = nw;
+    params[AP_IMPL] = ASP_TILE_NV_MMA;
+    params[AP_NSTAGE_F] = sf;
+    params[AP_NSTAGE_B] = sb;
+    params[AP_EMU] = emu;
+    int fits = 0;
+    adasplash_status st = asp_attn_build(ctx, family, dtype, params, program, &fits);
+    if (st != ADASPLASH_SUCCESS) return st;
+    return fits ? ADASPLASH_SUCCESS
+                : asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                           "the NVIDIA attention kernels do not accept %d work-items", wg);
+  }
+}
+
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out) {
   char key[128];
@@ -474,7 +575,13 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
                     "device (lower attn_wg)",
                     params[AP_WG]);
   } else {
-    st = asp_attn_plan_tiles(ctx, family, dtype, head_dim, params, &program);
+    /* The tensor-core path takes 16-bit storage and head dims up to 128; the rest stays
+     * portable. */
+    st = ADASPLASH_ERROR_UNSUPPORTED;
+    if (ctx->path == ADASPLASH_PATH_NVIDIA_MMA && dtype != ADASPLASH_F32)
+      st = asp_attn_plan_nv(ctx, family, dtype, head_dim, params, &program);
+    if (st == ADASPLASH_ERROR_UNSUPPORTED)
+      st = asp_attn_plan_tiles(ctx, family, dtype, head_dim, params, &program);
   }
   if (st == ADASPLASH_SUCCESS) st = asp_plan_store(ctx, key, program, params);
   if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);

@@ -11,17 +11,20 @@
 
 /* Tile plan of the attention programs (indices into asp_plan.params). */
 enum {
-  AP_T = 0, /* tile side */
-  AP_WG,    /* work-items */
-  AP_TR,    /* work-item rows */
-  AP_TC,    /* work-item columns */
-  AP_DK,    /* head-dim chunk */
-  AP_HD,    /* padded head dim */
-  AP_BINS,  /* histogram bins */
-  AP_KMAX,  /* exact-finish candidates per row */
-  AP_VW,    /* portable: vector width of column groups */
-  AP_NSEG,  /* row segments per block (tile maxima are kept per segment) */
-  AP_IMPL   /* tile implementation (ASP_TILE_PORTABLE, ASP_TILE_NV_MMA) */
+  AP_T = 0,    /* tile side */
+  AP_WG,       /* work-items */
+  AP_TR,       /* work-item rows */
+  AP_TC,       /* work-item columns */
+  AP_DK,       /* head-dim chunk */
+  AP_HD,       /* padded head dim */
+  AP_BINS,     /* histogram bins */
+  AP_KMAX,     /* exact-finish candidates per row */
+  AP_VW,       /* portable: vector width of column groups */
+  AP_NSEG,     /* row segments per block (tile maxima are kept per segment) */
+  AP_IMPL,     /* tile implementation (ASP_TILE_PORTABLE, ASP_TILE_NV_MMA) */
+  AP_NSTAGE_F, /* NVIDIA: operand slots of the forward program */
+  AP_NSTAGE_B, /* NVIDIA: operand slots of the backward program */
+  AP_EMU       /* NVIDIA: PTX emulated (tests on other devices) */
 };
 
 /* A validated attention problem. */

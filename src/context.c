@@ -92,6 +92,12 @@ static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
    * fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order); attn_bwd_fused=0
    * is. */
   t->attn_bwd_fused = 1;
+  /* NVIDIA tensor-core path: 64x64 tiles (the block-sparsity granularity of the peers), 4 warps of
+   * 16 rows, the next tile prefetched with cp.async where local memory allows. */
+  t->nv_tile = 64;
+  t->nv_warps = 4;
+  t->nv_stages = 2;
+  t->nv_emulate = 0;
 }
 
 /* "<dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. dir is the cache directory
@@ -148,18 +154,28 @@ static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *over
   return ADASPLASH_SUCCESS;
 }
 
+/* auto: the NVIDIA tensor-core path on NVIDIA devices of compute capability >= 8.0 (read through
+ * cl_nv_device_attribute_query), else portable. nvidia: that path or UNSUPPORTED; the tuning key
+ * nv_emulate=1 lets it run emulated on any device (for tests). */
 static adasplash_status asp_choose_path(adasplash_context *ctx, const char *request) {
   if (!request) request = asp_getenv("ADASPLASH_PATH");
   if (!request) request = "auto";
-  if (asp_equals_nocase(request, "portable") || asp_equals_nocase(request, "auto")) {
-    /* The NVIDIA tensor-core path is not available in this version: auto means portable. */
-    ctx->path = ADASPLASH_PATH_PORTABLE;
+  const int mma = ctx->dev.is_nvidia && ctx->dev.info.nvidia_compute_capability >= 80;
+  ctx->path = ADASPLASH_PATH_PORTABLE;
+  if (asp_equals_nocase(request, "portable")) return ADASPLASH_SUCCESS;
+  if (asp_equals_nocase(request, "auto")) {
+    if (mma) ctx->path = ADASPLASH_PATH_NVIDIA_MMA;
     return ADASPLASH_SUCCESS;
   }
-  if (asp_equals_nocase(request, "nvidia"))
-    return asp_fail(NULL, ADASPLASH_ERROR_UNSUPPORTED,
-                    "kernel path \"nvidia\" (inline-PTX tensor cores) is not available in this "
-                    "build; use \"portable\" or \"auto\"");
+  if (asp_equals_nocase(request, "nvidia")) {
+    if (!mma && !ctx->tuning.nv_emulate)
+      return asp_fail(NULL, ADASPLASH_ERROR_UNSUPPORTED,
+                      "kernel path \"nvidia\" needs an NVIDIA device of compute capability >= "
+                      "8.0 (this one: %s, capability %d); use \"portable\" or \"auto\"",
+                      ctx->dev.info.device_name, ctx->dev.info.nvidia_compute_capability);
+    ctx->path = ADASPLASH_PATH_NVIDIA_MMA;
+    return ADASPLASH_SUCCESS;
+  }
   return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
                   "kernel path \"%s\" is unknown (use auto, portable or nvidia)", request);
 }

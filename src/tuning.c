@@ -27,6 +27,11 @@ static const asp_tuning_key asp_keys[] = {
             "attention: tau starts from a score histogram (1) or the plain bracket (0)"),
     ASP_KEY(attn_bwd_fused, 0, 0, 1,
             "attention backward: one pass with atomic dQ (1) or dQ and dK/dV passes (0)"),
+    ASP_KEY(nv_tile, 0, 16, 128, "attention, NVIDIA path: bitmap tile side (rows per work-group)"),
+    ASP_KEY(nv_warps, 0, 1, 8, "attention, NVIDIA path: warps per work-group"),
+    ASP_KEY(nv_stages, 0, 1, 2, "attention, NVIDIA path: operand slots (2: prefetch a tile ahead)"),
+    ASP_KEY(nv_emulate, 0, 0, 1,
+            "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
     ASP_KEY(rows_bins, 0, 2, 1024, "rows: histogram bins per unit of scaled score"),
     ASP_KEY(rows_seg_cols, 0, 64, 1 << 30, "rows: split rows longer than this across work-groups"),
@@ -128,6 +133,7 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
   }
   if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
        strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
+       strcmp(key, "nv_tile") == 0 || strcmp(key, "nv_warps") == 0 ||
        strcmp(key, "rows_bins") == 0) &&
       !asp_power_of_two(v)) {
     snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);

@@ -20,6 +20,13 @@ void attn_case_label(const attn_case *c, char *out, size_t size) {
            c->alpha_grad ? " dalpha" : "", c->beta);
 }
 
+attn_case attn_case_dtype_override(attn_case c) {
+  const char *e = getenv("TEST_DTYPE");
+  if (e && strcmp(e, "f16") == 0) c.dtype = ADASPLASH_F16;
+  if (e && strcmp(e, "bf16") == 0) c.dtype = ADASPLASH_BF16;
+  return c;
+}
+
 /* Element index of (b, h, i, d) in the problem's layout for tensor `which`. */
 static size_t attn_index(const attn_problem *p, char which, int b, int h, int i, int d) {
   const adasplash_layout *l = which == 'q' ? &p->desc.q : (which == 'k' ? &p->desc.k : &p->desc.v);
@@ -311,4 +318,132 @@ void attn_run_free(attn_run *r) {
   free(r->tau);
   free(r->active);
   memset(r, 0, sizeof *r);
+}
+
+int attn_products_round(adasplash_context *ctx, const attn_case *c, double *u) {
+  adasplash_device_info info;
+  info.struct_size = sizeof info;
+  *u = c->dtype == ADASPLASH_F16 ? ldexp(1.0, -11) : ldexp(1.0, -8);
+  if (c->dtype == ADASPLASH_F32 || c->head_dim > 128) return 0;
+  if (adasplash_context_get_device_info(ctx, &info) != ADASPLASH_SUCCESS) return 0;
+  return info.kernel_path == ADASPLASH_PATH_NVIDIA_MMA;
+}
+
+/* Keys visible to row i of batch b (the library's rule). */
+static int attn_visible_keys(const attn_problem *p, int b, int i) {
+  const int lq = p->q_lens ? p->q_lens[b] : p->c.q_len;
+  const int lk = p->kv_lens ? p->kv_lens[b] : p->c.kv_len;
+  if (i >= lq) return 0;
+  if (!p->c.causal) return lk;
+  const int n = i + (lk - lq) + 1;
+  return n < 0 ? 0 : (n > lk ? lk : n);
+}
+
+void attn_softmax_probs(const attn_problem *p, double *probs) {
+  const attn_case *c = &p->c;
+  const int D = c->head_dim, G = c->q_heads / c->kv_heads;
+  for (int b = 0; b < c->batch; ++b)
+    for (int h = 0; h < c->q_heads; ++h)
+      for (int i = 0; i < c->q_len; ++i) {
+        double *row = probs + (((size_t)b * c->q_heads + h) * c->q_len + i) * c->kv_len;
+        const double *qi = p->q + (((size_t)b * c->q_heads + h) * c->q_len + i) * D;
+        const int nv = attn_visible_keys(p, b, i);
+        double m = -INFINITY, l = 0.0;
+        for (int j = 0; j < c->kv_len; ++j) {
+          row[j] = 0.0;
+          if (j >= nv) continue;
+          const double *kj = p->k + (((size_t)b * c->kv_heads + h / G) * c->kv_len + j) * D;
+          double z = 0.0;
+          for (int d = 0; d < D; ++d) z += qi[d] * kj[d];
+          row[j] = z * (p->ref.scale > 0.0 ? p->ref.scale : 1.0 / sqrt((double)D));
+          if (row[j] > m) m = row[j];
+        }
+        for (int j = 0; j < nv; ++j) l += row[j] = exp(row[j] - m);
+        for (int j = 0; j < nv; ++j) row[j] /= l;
+      }
+}
+
+void attn_rounding_magnitudes(const attn_problem *p, const double *probs, const double *dout,
+                              double *mo, double *mdq, double *mdk, double *mdv, double *mda) {
+  const attn_case *c = &p->c;
+  const int D = c->head_dim, G = c->q_heads / c->kv_heads, n = c->kv_len;
+  const int softmax = c->algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH;
+  double *s = (double *)calloc((size_t)n, sizeof *s), *dp = (double *)calloc((size_t)n, sizeof *dp);
+  double *o = (double *)calloc((size_t)D, sizeof *o),
+         *mo_i = (double *)calloc((size_t)D, sizeof *mo_i);
+  double *m2 = (double *)calloc((size_t)D, sizeof *m2),
+         *m3 = (double *)calloc((size_t)D, sizeof *m3);
+  if (!s || !dp || !o || !mo_i || !m2 || !m3) {
+    fprintf(stderr, "attn_rounding_magnitudes: out of memory\n");
+    exit(1);
+  }
+  if (mo) memset(mo, 0, p->q_n * sizeof *mo);
+  if (mdq) memset(mdq, 0, p->q_n * sizeof *mdq);
+  if (mdk) memset(mdk, 0, p->kv_n * sizeof *mdk);
+  if (mdv) memset(mdv, 0, p->kv_n * sizeof *mdv);
+  if (mda) memset(mda, 0, (size_t)c->q_heads * sizeof *mda);
+  const double scale = p->ref.scale > 0.0 ? p->ref.scale : 1.0 / sqrt((double)D);
+  for (int b = 0; b < c->batch; ++b)
+    for (int h = 0; h < c->q_heads; ++h) {
+      const double a = softmax ? 1.0 : p->alpha_h[h];
+      for (int i = 0; i < c->q_len; ++i) {
+        const size_t qrow = ((size_t)b * c->q_heads + h) * c->q_len + i;
+        const double *pr = probs + qrow * (size_t)n;
+        const double *qi = p->q + qrow * D;
+        const double *gi = dout ? dout + qrow * D : NULL;
+        double S = 0.0, H = 0.0;
+        for (int d = 0; d < D; ++d) o[d] = mo_i[d] = m2[d] = m3[d] = 0.0;
+        for (int j = 0; j < n; ++j) {
+          s[j] = pr[j] > 0.0 ? (softmax ? pr[j] : pow(pr[j], 2.0 - a)) : 0.0;
+          S += s[j];
+          if (pr[j] > 0.0) H += pr[j] * log(pr[j]);
+          const double *vj = p->v + (((size_t)b * c->kv_heads + h / G) * n + j) * D;
+          for (int d = 0; d < D; ++d) {
+            o[d] += pr[j] * vj[d];
+            mo_i[d] += pr[j] * fabs(vj[d]);
+            m2[d] += s[j] * fabs(vj[d]);
+            if (pr[j] > 0.0) m3[d] += fabs(pr[j] * log(pr[j])) * fabs(vj[d]);
+          }
+        }
+        if (mo)
+          for (int d = 0; d < D; ++d) mo[qrow * D + d] = mo_i[d];
+        if (!gi || S == 0.0) continue;
+        /* delta and its error (in units of u): entmax dO . out2 with out2 = sum(s v)/sum(s) from
+         * rounded s; softmax dO . O with O stored in the format and made from rounded p. */
+        double delta = 0.0, e_delta = 0.0;
+        for (int j = 0; j < n; ++j) {
+          const double *vj = p->v + (((size_t)b * c->kv_heads + h / G) * n + j) * D;
+          dp[j] = 0.0;
+          if (pr[j] > 0.0)
+            for (int d = 0; d < D; ++d) dp[j] += gi[d] * vj[d];
+          delta += s[j] * dp[j];
+        }
+        delta /= S;
+        for (int d = 0; d < D; ++d)
+          e_delta += fabs(gi[d]) * (softmax ? fabs(o[d]) + mo_i[d] : m2[d] / S);
+        for (int j = 0; j < n; ++j) {
+          if (pr[j] == 0.0) continue;
+          const size_t krow = ((size_t)b * c->kv_heads + h / G) * n + j;
+          const double *kj = p->k + krow * D;
+          const double g = scale * (fabs(s[j] * (dp[j] - delta)) + s[j] * e_delta);
+          for (int d = 0; d < D; ++d) {
+            if (mdq) mdq[qrow * D + d] += g * fabs(kj[d]);
+            if (mdk) mdk[krow * D + d] += g * fabs(qi[d]);
+            if (mdv) mdv[krow * D + d] += pr[j] * fabs(gi[d]);
+          }
+        }
+        if (mda && !softmax) {
+          const double a1 = a - 1.0;
+          for (int d = 0; d < D; ++d)
+            mda[h] += fabs(gi[d]) * (mo_i[d] / (a1 * a1) +
+                                     m2[d] / S * (1.0 / (a1 * a1) + fabs(H) / a1) + m3[d] / a1);
+        }
+      }
+    }
+  free(s);
+  free(dp);
+  free(o);
+  free(mo_i);
+  free(m2);
+  free(m3);
 }

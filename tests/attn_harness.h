@@ -38,6 +38,10 @@ typedef struct attn_problem {
   size_t q_bytes, k_bytes, v_bytes, o_bytes;
 } attn_problem;
 
+/* $TEST_DTYPE (f16 or bf16) replaces the storage of every case: runs the whole battery on a path
+ * that only 16-bit storage takes (the NVIDIA tensor-core path, emulated on other devices). */
+attn_case attn_case_dtype_override(attn_case c);
+
 /* Builds inputs and the descriptor (with device buffers for alpha / lengths when needed). */
 void attn_problem_make(adasplash_context *ctx, const attn_case *c, attn_problem *p);
 void attn_problem_free(attn_problem *p);
@@ -66,5 +70,21 @@ typedef struct attn_run {
 void attn_run_library(adasplash_context *ctx, attn_problem *p, const double *dout, int want_dalpha,
                       attn_run *r);
 void attn_run_free(attn_run *r);
+
+/* The NVIDIA tensor-core path (ADASPLASH_PATH=nvidia, or auto on such a device) rounds the
+ * factors P, s = p^(2-alpha), p ln p and dS to the 16-bit storage format before its products
+ * (fp32 accumulation); fp32 storage and head dims above 128 stay on the portable path, which
+ * multiplies in fp32. 1 when this run's products round, with *u the format's unit roundoff. */
+int attn_products_round(adasplash_context *ctx, const attn_case *c, double *u);
+
+/* Normalised probabilities [B*Hq*q_len][kv_len] of the softmax baseline (0 where not visible). */
+void attn_softmax_probs(const attn_problem *p, double *probs);
+
+/* First-order magnitudes M of the error that rounding the products' factors adds (|error| <= u M):
+ * probs as from ref_attention_forward (entmax) or attn_softmax_probs (softmax). mo: the output
+ * (rows x head_dim, BHSD); with dout, mdq, mdk, mdv like the gradients and mda per head (entmax
+ * with the alpha gradient). Any output may be NULL. */
+void attn_rounding_magnitudes(const attn_problem *p, const double *probs, const double *dout,
+                              double *mo, double *mdq, double *mdk, double *mdv, double *mda);
 
 #endif /* ASP_ATTN_HARNESS_H */

@@ -129,3 +129,9 @@ void test_read(adasplash_context *ctx, cl_mem buf, void *dst, size_t bytes) {
     exit(1);
   }
 }
+
+const char *test_tune_with_env(char *buf, size_t size, const char *base) {
+  const char *env = getenv("ADASPLASH_TUNE");
+  snprintf(buf, size, "%s%s%s", base, env ? "," : "", env ? env : "");
+  return buf;
+}

@@ -32,6 +32,9 @@ void test_require(adasplash_context *ctx, adasplash_status st, const char *what)
 
 /* dtype helpers: round doubles through dtype and back; pack to/from host bytes. */
 double test_round(double v, adasplash_dtype dtype);
+/* "base" followed by $ADASPLASH_TUNE (an options string replaces the variable, and CTest selects
+ * variants through it), written into buf. */
+const char *test_tune_with_env(char *buf, size_t size, const char *base);
 void test_pack(const double *src, size_t n, adasplash_dtype dtype, void *dst);
 void test_unpack(const void *src, size_t n, adasplash_dtype dtype, double *dst);
 
