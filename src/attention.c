@@ -341,8 +341,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_TILEMAX]),
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
                       ASP_ARG(write_t)};
-    st = asp_attn_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3, global,
+                    local);
   }
   if (st == ADASPLASH_SUCCESS) {
     asp_arg args[] = {ASP_ARG(q),
@@ -368,8 +368,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
     static const char *const kernels[] = {"attn_forward", "attn_forward_grad",
                                           "attn_forward_alpha"};
-    st = asp_attn_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
+                    global, local);
   }
   asp_views_release(&views);
   return st;
@@ -428,8 +428,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                    ASP_ARG(want_dalpha),
                    ASP_ARG(S[ASP_SEC_DELTA]),
                    ASP_ARG(drow)};
-  st = asp_attn_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
-                       pre_global, pre_local);
+  st = asp_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
+                  pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
   const int fused = ctx->tuning.attn_bwd_fused;
   if (st == ADASPLASH_SUCCESS && !fused) {
@@ -454,8 +454,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_DELTA]),
                       ASP_ARG(S[ASP_SEC_BITMAP])};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
+                    global, local);
   }
   cl_mem dq_acc = S[ASP_SEC_DQACC];
   if (st == ADASPLASH_SUCCESS && fused) {
@@ -487,8 +487,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(dq_acc)};
     const size_t nargs = sizeof args / sizeof args[0] - (fused ? 0 : 1);
-    st = asp_attn_launch(chain, plan.program, fused ? "attn_bwd_fused" : "attn_bwd_dkdv", args,
-                         nargs, 3, global, local);
+    st = asp_launch(chain, plan.program, fused ? "attn_bwd_fused" : "attn_bwd_dkdv", args, nargs, 3,
+                    global, local);
   }
   if (st == ADASPLASH_SUCCESS && fused) {
     const size_t total = rows * (size_t)g.head_dim;
@@ -496,13 +496,13 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
     asp_arg args[] = {
         ASP_ARG(dq_acc), ASP_ARG(pr->q), ASP_ARG(g), ASP_ARG(scale), ASP_ARG(S[ASP_SEC_ROWSTATE]),
         ASP_ARG(dq)};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq_store", args,
-                         sizeof args / sizeof args[0], 1, global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dq_store", args, sizeof args / sizeof args[0], 1,
+                    global, local);
   }
   if (st == ADASPLASH_SUCCESS && dalpha) {
     size_t global[1] = {(size_t)g.q_heads * (size_t)wg};
     asp_arg args[] = {ASP_ARG(g), ASP_ARG(drow), ASP_ARG(dalpha)};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
   }
   asp_views_release(&views);
   return st;

@@ -384,15 +384,3 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     if (t > 8 && wg < t) t /= 2;
   }
 }
-
-adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,
-                                 const asp_arg *args, size_t nargs, cl_uint dims,
-                                 const size_t *global, const size_t *local) {
-  const asp_kernel *k = asp_program_kernel(program, kernel);
-  if (!k) return asp_fail(chain->ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s not found", kernel);
-  asp_mutex_lock(&program->lock);
-  adasplash_status st = asp_set_args(chain->ctx, k, args, nargs);
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, dims, global, local);
-  asp_mutex_unlock(&program->lock);
-  return st;
-}

@@ -7,6 +7,7 @@
 #define ASP_ATTENTION_COMMON_H
 
 #include "internal.h"
+#include "launch.h"
 
 /* Mirror of asp_layout in cl/tile.clh (four ulongs). */
 typedef struct asp_cl_layout {
@@ -66,10 +67,5 @@ const int *asp_attn_head_dim_sizes(size_t *count);
 asp_cl_geom asp_attn_geom(const asp_attn_problem *pr, int tile);
 /* The effective logit scale (desc->scale or 1/sqrt(head_dim)). */
 float asp_attn_scale(const adasplash_attention_desc *d);
-
-/* Sets kernel arguments and enqueues on the chain under the program lock. */
-adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,
-                                 const asp_arg *args, size_t nargs, cl_uint dims,
-                                 const size_t *global, const size_t *local);
 
 #endif /* ASP_ATTENTION_COMMON_H */

@@ -119,21 +119,7 @@ static adasplash_status asp_blast(asp_chain *c, CLBlastStatusCode code, cl_event
                                                           : ADASPLASH_ERROR_OPENCL,
                     "CLBlast %s failed with status %d", what, (int)code);
   }
-  if (c->last) clReleaseEvent(c->last);
-  c->last = ev;
-  return ADASPLASH_SUCCESS;
-}
-
-/* CLBlast takes no wait list: a barrier makes its commands wait for the chain so far. */
-static adasplash_status asp_blast_fence(asp_chain *c) {
-  cl_uint n = c->last ? 1 : c->nwait;
-  const cl_event *list = c->last ? &c->last : c->wait;
-  if (n == 0) return ADASPLASH_SUCCESS;
-  cl_event ev;
-  cl_int err = clEnqueueBarrierWithWaitList(c->queue, n, list, &ev);
-  if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueBarrierWithWaitList");
-  if (c->last) clReleaseEvent(c->last);
-  c->last = ev;
+  asp_chain_adopt(c, ev);
   return ADASPLASH_SUCCESS;
 }
 
@@ -142,7 +128,8 @@ static adasplash_status asp_gemm_batched(asp_chain *c, int ta, int tb, size_t m,
                                          float alpha, cl_mem a, const size_t *aoff, size_t lda,
                                          cl_mem b, const size_t *boff, size_t ldb, float beta,
                                          cl_mem cc, const size_t *coff, size_t ldc, size_t count) {
-  adasplash_status st = asp_blast_fence(c);
+  /* CLBlast takes no wait list: a barrier makes its commands wait for the chain so far. */
+  adasplash_status st = asp_chain_barrier(c);
   if (st != ADASPLASH_SUCCESS) return st;
   float *alphas = (float *)malloc(count * sizeof *alphas),
         *betas = (float *)malloc(count * sizeof *betas);
@@ -208,7 +195,7 @@ static adasplash_status asp_dense_pack(asp_dense_ctx *dc, cl_mem src, const asp_
   size_t local[1] = {64}, global[1] = {(total + 63) / 64 * 64};
   asp_arg args[] = {ASP_ARG(src), ASP_ARG(*l), ASP_ARG(batch), ASP_ARG(h),
                     ASP_ARG(n),   ASP_ARG(hd), ASP_ARG(dst)};
-  return asp_attn_launch(dc->chain, dc->util.program, "pack_f32", args, 7, 1, global, local);
+  return asp_launch(dc->chain, dc->util.program, "pack_f32", args, 7, 1, global, local);
 }
 
 static adasplash_status asp_dense_unpack(asp_dense_ctx *dc, cl_mem src, const asp_cl_layout *l,
@@ -219,7 +206,7 @@ static adasplash_status asp_dense_unpack(asp_dense_ctx *dc, cl_mem src, const as
   size_t local[1] = {64}, global[1] = {(total + 63) / 64 * 64};
   asp_arg args[] = {ASP_ARG(src), ASP_ARG(*l), ASP_ARG(batch), ASP_ARG(h),
                     ASP_ARG(n),   ASP_ARG(hd), ASP_ARG(f),     ASP_ARG(dst)};
-  return asp_attn_launch(dc->chain, dc->util.program, "unpack_f32", args, 8, 1, global, local);
+  return asp_launch(dc->chain, dc->util.program, "unpack_f32", args, 8, 1, global, local);
 }
 
 /* Offsets of the per-(batch, q head) matrices: q-side [bh][rows_a][cols], kv-side of the head's
@@ -298,7 +285,7 @@ adasplash_status asp_dense_forward(adasplash_context *ctx, const asp_attn_proble
     size_t local[1] = {64}, global[1] = {(s.rows + 63) / 64 * 64};
     asp_arg args[] = {ASP_ARG(dc.g),      ASP_ARG(q_lens), ASP_ARG(kv_lens), ASP_ARG(alpha_heads),
                       ASP_ARG(has_alpha), ASP_ARG(vis),    ASP_ARG(arows)};
-    st = asp_attn_launch(chain, dc.util.program, "row_params", args, 7, 1, global, local);
+    st = asp_launch(chain, dc.util.program, "row_params", args, 7, 1, global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
     /* S = scale Q K^T per (batch, q head). */
@@ -375,7 +362,7 @@ adasplash_status asp_dense_backward(adasplash_context *ctx, const asp_attn_probl
     /* Recomputes the visible counts too (identical to the saved ones). */
     asp_arg args[] = {ASP_ARG(dc.g),      ASP_ARG(q_lens), ASP_ARG(kv_lens), ASP_ARG(alpha_heads),
                       ASP_ARG(has_alpha), ASP_ARG(vis),    ASP_ARG(arows)};
-    st = asp_attn_launch(chain, dc.util.program, "row_params", args, 7, 1, global, local);
+    st = asp_launch(chain, dc.util.program, "row_params", args, 7, 1, global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
     /* dP = dO V^T. */
@@ -425,7 +412,7 @@ adasplash_status asp_dense_backward(adasplash_context *ctx, const asp_attn_probl
   if (st == ADASPLASH_SUCCESS && dalpha) {
     size_t local[1] = {1}, global[1] = {(size_t)d->q_heads};
     asp_arg args[] = {ASP_ARG(dc.g), ASP_ARG(drow), ASP_ARG(dalpha)};
-    st = asp_attn_launch(chain, dc.util.program, "sum_per_head", args, 3, 1, global, local);
+    st = asp_launch(chain, dc.util.program, "sum_per_head", args, 3, 1, global, local);
   }
   cl_mem rel[] = {P, vis, Qp, Kp, Vp, dOp, arows, dP, dQp, dKp, dVp, drow, owned_ws};
   for (size_t i = 0; i < sizeof rel / sizeof rel[0]; ++i)

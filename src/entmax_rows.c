@@ -104,10 +104,6 @@ static adasplash_status asp_rows_plan(adasplash_context *ctx, adasplash_dtype dt
   return ADASPLASH_SUCCESS;
 }
 
-static const asp_kernel *asp_rows_kernel(const asp_plan *plan, const char *name) {
-  return asp_program_kernel(plan->program, name);
-}
-
 /* 2^qbits so that (count of a bin) * qscale < 2^32 for any bin of a row of `cols` entries. */
 static float asp_rows_qscale(size_t cols) {
   int bits = 0;
@@ -160,6 +156,7 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   cl_int has_sweeps = sweeps != NULL;
   size_t nseg = asp_rows_segments(ctx, job->cols);
   size_t local[2] = {(size_t)wg, 1};
+  asp_program *p = plan.program;
 
   if (nseg == 1) {
     /* Cache the row in local memory when it fits next to the kernel's static arrays. */
@@ -168,9 +165,6 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
                        : 0;
     cl_int cache_cols = 0;
     if (ctx->tuning.rows_cache && job->cols * 4 <= avail) cache_cols = (cl_int)job->cols;
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_forward");
-    asp_program *p = plan.program;
-    asp_mutex_lock(&p->lock);
     asp_arg args[] = {ASP_ARG(x),           ASP_ARG(y),
                       ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
                       ASP_ARG(a.rows),      ASP_ARG(a.cols),
@@ -181,11 +175,9 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
                       ASP_ARG(qscale),      ASP_ARG(sweeps),
                       ASP_ARG(has_sweeps),  ASP_LOCAL(cache_cols ? (size_t)cache_cols * 4 : 4),
                       ASP_ARG(cache_cols)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
     size_t global[1] = {job->rows * (size_t)wg};
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-    asp_mutex_unlock(&p->lock);
-    return st;
+    return asp_launch(chain, p, "entmax_rows_forward", args, sizeof args / sizeof args[0], 1,
+                      global, local);
   }
 
   /* Long rows: segments of seg_cols columns, histograms merged per row, sweeps as separate
@@ -206,59 +198,51 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   for (int i = 0; i < 7 && st == ADASPLASH_SUCCESS; ++i)
     st = asp_create_buffer(ctx, sizes[i], &parts[i]);
   cl_mem cands = parts[6];
-  asp_program *p = plan.program;
-  asp_mutex_lock(&p->lock);
   size_t gseg[2] = {nseg * (size_t)wg, job->rows};
   size_t grow[1] = {job->rows};
   size_t lone[1] = {1};
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_hist");
     asp_arg args[] = {
         ASP_ARG(x),       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
         ASP_ARG(a.cols),  ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
         ASP_ARG(a.valid), ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
         ASP_ARG(qscale),  ASP_ARG(parts[0]),    ASP_ARG(parts[1]),     ASP_ARG(parts[2])};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st =
+        asp_launch(chain, p, "entmax_seg_hist", args, sizeof args / sizeof args[0], 2, gseg, local);
   }
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_start");
     asp_arg args[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
                       ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(qscale),
                       ASP_ARG(use_hist),    ASP_ARG(parts[0]), ASP_ARG(parts[1]),
                       ASP_ARG(parts[2]),    ASP_ARG(parts[3]), ASP_ARG(parts[5])};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, grow, lone);
+    st =
+        asp_launch(chain, p, "entmax_seg_start", args, sizeof args / sizeof args[0], 1, grow, lone);
   }
   for (int it = 0; it < max_iter && st == ADASPLASH_SUCCESS; ++it) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_sweep");
     asp_arg args[] = {
         ASP_ARG(x),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
         ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
         ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
         ASP_ARG(parts[3]), ASP_ARG(parts[4]),    ASP_ARG(parts[5]),     ASP_ARG(cands)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st = asp_launch(chain, p, "entmax_seg_sweep", args, sizeof args / sizeof args[0], 2, gseg,
+                    local);
     if (st != ADASPLASH_SUCCESS) break;
-    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_step");
     asp_arg args2[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
                        ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(tol),
                        ASP_ARG(max_iter),    ASP_ARG(parts[3]), ASP_ARG(parts[4]),
                        ASP_ARG(parts[5]),    ASP_ARG(cands)};
-    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 1, grow, lone);
+    st = asp_launch(chain, p, "entmax_seg_step", args2, sizeof args2 / sizeof args2[0], 1, grow,
+                    lone);
   }
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_output");
     asp_arg args[] = {
         ASP_ARG(x),           ASP_ARG(y),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
         ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),
         ASP_ARG(a.has_alpha), ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),
         ASP_ARG(cnseg),       ASP_ARG(parts[3]), ASP_ARG(sweeps),      ASP_ARG(has_sweeps)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st = asp_launch(chain, p, "entmax_seg_output", args, sizeof args / sizeof args[0], 2, gseg,
+                    local);
   }
-  asp_mutex_unlock(&p->lock);
   for (int i = 0; i < 7; ++i)
     if (parts[i]) clReleaseMemObject(parts[i]);
   return st;
@@ -274,46 +258,37 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
   asp_rows_common_args a = asp_rows_args(job);
   cl_int has_dalpha = dalpha_rows != NULL;
   size_t nseg = asp_rows_segments(ctx, job->cols);
-  size_t local[1] = {(size_t)wg};
   asp_program *p = plan.program;
   if (nseg == 1) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_backward");
-    asp_mutex_lock(&p->lock);
     asp_arg args[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
                       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
                       ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
                       ASP_ARG(a.has_alpha), ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    size_t global[1] = {job->rows * (size_t)wg};
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-    asp_mutex_unlock(&p->lock);
-    return st;
+    size_t global[1] = {job->rows * (size_t)wg}, local[1] = {(size_t)wg};
+    return asp_launch(chain, p, "entmax_rows_backward", args, sizeof args / sizeof args[0], 1,
+                      global, local);
   }
   cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
   cl_mem partials = NULL;
   st = asp_create_buffer(ctx, job->rows * nseg * 5 * 4, &partials);
   if (st != ADASPLASH_SUCCESS) return st;
   size_t gseg[2] = {nseg * (size_t)wg, job->rows};
-  size_t local2[2] = {(size_t)wg, 1};
-  asp_mutex_lock(&p->lock);
-  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_bwd_sums");
+  size_t local[2] = {(size_t)wg, 1};
   asp_arg args[] = {
       ASP_ARG(y),           ASP_ARG(dy),       ASP_ARG(a.offset), ASP_ARG(a.row_stride),
       ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
       ASP_ARG(a.has_alpha), ASP_ARG(seg_cols), ASP_ARG(cnseg),    ASP_ARG(partials)};
-  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local2);
+  st = asp_launch(chain, p, "entmax_seg_bwd_sums", args, sizeof args / sizeof args[0], 2, gseg,
+                  local);
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_bwd_apply");
     asp_arg args2[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
                        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
                        ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
                        ASP_ARG(a.has_alpha), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
                        ASP_ARG(partials),    ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
-    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 2, gseg, local2);
+    st = asp_launch(chain, p, "entmax_seg_bwd_apply", args2, sizeof args2 / sizeof args2[0], 2,
+                    gseg, local);
   }
-  asp_mutex_unlock(&p->lock);
   clReleaseMemObject(partials);
   return st;
 }
@@ -323,15 +298,10 @@ adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dty
   asp_plan plan;
   adasplash_status st = asp_rows_plan(ctx, dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_sum_floats");
   cl_int cn = (cl_int)n;
-  asp_mutex_lock(&plan.program->lock);
   asp_arg args[] = {ASP_ARG(values), ASP_ARG(cn), ASP_ARG(out)};
-  st = asp_set_args(ctx, k, args, 3);
   size_t g[1] = {(size_t)plan.params[RP_WG]};
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, g, g);
-  asp_mutex_unlock(&plan.program->lock);
-  return st;
+  return asp_launch(chain, plan.program, "entmax_sum_floats", args, 3, 1, g, g);
 }
 
 adasplash_status asp_rows_softmax(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
@@ -340,16 +310,12 @@ adasplash_status asp_rows_softmax(adasplash_context *ctx, const asp_rows_job *jo
   adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_rows_common_args a = asp_rows_args(job);
-  const asp_kernel *k = asp_rows_kernel(&plan, "softmax_rows_forward");
-  asp_mutex_lock(&plan.program->lock);
   asp_arg args[] = {ASP_ARG(x),      ASP_ARG(y),     ASP_ARG(a.offset), ASP_ARG(a.row_stride),
                     ASP_ARG(a.rows), ASP_ARG(a.cols)};
-  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
   size_t local[1] = {(size_t)plan.params[RP_WG]};
   size_t global[1] = {job->rows * local[0]};
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-  asp_mutex_unlock(&plan.program->lock);
-  return st;
+  return asp_launch(chain, plan.program, "softmax_rows_forward", args, sizeof args / sizeof args[0],
+                    1, global, local);
 }
 
 /* ---- public API ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #define ASP_ENTMAX_ROWS_H
 
 #include "internal.h"
+#include "launch.h"
 
 /* Everything one launch of the operator needs, already validated. */
 typedef struct asp_rows_job {

@@ -186,46 +186,6 @@ adasplash_status asp_check_overlaps(const adasplash_context *ctx, const char *fn
 int asp_mul_size(size_t a, size_t b, size_t *out);
 int asp_add_size(size_t a, size_t b, size_t *out);
 
-/* ---- enqueue helpers (context.c) --------------------------------------------------------------
- */
-
-cl_command_queue asp_queue_or_default(const adasplash_context *ctx, cl_command_queue queue);
-/* Sets kernel arguments from a list; each entry is (size, pointer). */
-typedef struct asp_arg {
-  size_t size;
-  const void *value;
-} asp_arg;
-#define ASP_ARG(v) ((asp_arg){sizeof(v), &(v)})
-#define ASP_LOCAL(bytes) ((asp_arg){(bytes), NULL})
-adasplash_status asp_set_args(const adasplash_context *ctx, const asp_kernel *k,
-                              const asp_arg *args, size_t count);
-/* Enqueues a 1-D/2-D/3-D range. global sizes are in work-items. */
-adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queue,
-                             const asp_kernel *k, cl_uint dims, const size_t *global,
-                             const size_t *local, cl_uint nwait, const cl_event *wait,
-                             cl_event *event);
-/* A sequence of commands of one call: each waits for the previous one (so out-of-order queues
- * work too); the first waits for the caller's wait list; the last one's event goes to the caller.
- */
-typedef struct asp_chain {
-  const adasplash_context *ctx;
-  cl_command_queue queue;
-  cl_uint nwait;
-  const cl_event *wait;
-  cl_event last;
-} asp_chain;
-void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,
-                    cl_uint nwait, const cl_event *wait);
-adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
-                                  const size_t *global, const size_t *local);
-adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, size_t pattern_size,
-                                size_t offset, size_t size);
-/* Hands the last event to *event (if non-NULL) or releases it. With no command enqueued, a marker
- * stands in so the caller still gets an event that completes after its wait list. */
-adasplash_status asp_chain_finish(asp_chain *c, cl_event *event);
-/* On an error path: release the last event. */
-void asp_chain_abandon(asp_chain *c);
-
 /* ---- buffers (buffers.c) --------------------------------------------------------------------- */
 
 /* Creates a temporary device buffer (released by the caller with clReleaseMemObject). */

@@ -55,8 +55,8 @@ adasplash_status asp_softmax_forward(adasplash_context *ctx, const asp_attn_prob
                     ASP_ARG(pr->q), ASP_ARG(pr->k), ASP_ARG(pr->v),  ASP_ARG(pr->o),
                     ASP_ARG(g),     ASP_ARG(scale), ASP_ARG(q_lens), ASP_ARG(kv_lens),
                     ASP_ARG(save),  ASP_ARG(saved)};
-  return asp_attn_launch(chain, plan.program, "softmax_flash_forward", args,
-                         sizeof args / sizeof args[0], 3, global, local);
+  return asp_launch(chain, plan.program, "softmax_flash_forward", args,
+                    sizeof args / sizeof args[0], 3, global, local);
 }
 
 adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -87,8 +87,7 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
   cl_mem q_lens = pr->d.q_lens, kv_lens = pr->d.kv_lens;
   size_t pre_local[1] = {64}, pre_global[1] = {(rows + 63) / 64 * 64};
   asp_arg pre[] = {ASP_ARG(out), ASP_ARG(dout), ASP_ARG(pr->o), ASP_ARG(g), ASP_ARG(delta)};
-  st = asp_attn_launch(chain, plan.program, "softmax_flash_bwd_pre", pre, 5, 1, pre_global,
-                       pre_local);
+  st = asp_launch(chain, plan.program, "softmax_flash_bwd_pre", pre, 5, 1, pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
@@ -96,8 +95,8 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
                       ASP_ARG(dq),      ASP_ARG(pr->q), ASP_ARG(pr->k), ASP_ARG(pr->v),
                       ASP_ARG(pr->o),   ASP_ARG(g),     ASP_ARG(scale), ASP_ARG(q_lens),
                       ASP_ARG(kv_lens), ASP_ARG(saved), ASP_ARG(delta)};
-    st = asp_attn_launch(chain, plan.program, "softmax_flash_bwd_dq", args,
-                         sizeof args / sizeof args[0], 3, global, local);
+    st = asp_launch(chain, plan.program, "softmax_flash_bwd_dq", args, sizeof args / sizeof args[0],
+                    3, global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nkb * (size_t)wg, (size_t)g.kv_heads, (size_t)g.batch};
@@ -105,8 +104,8 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
                       ASP_ARG(dk),     ASP_ARG(dv),      ASP_ARG(pr->q), ASP_ARG(pr->k),
                       ASP_ARG(pr->v),  ASP_ARG(pr->o),   ASP_ARG(g),     ASP_ARG(scale),
                       ASP_ARG(q_lens), ASP_ARG(kv_lens), ASP_ARG(saved), ASP_ARG(delta)};
-    st = asp_attn_launch(chain, plan.program, "softmax_flash_bwd_dkdv", args,
-                         sizeof args / sizeof args[0], 3, global, local);
+    st = asp_launch(chain, plan.program, "softmax_flash_bwd_dkdv", args,
+                    sizeof args / sizeof args[0], 3, global, local);
   }
   if (owned) clReleaseMemObject(owned);
   return st;
