@@ -388,3 +388,36 @@ adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family fami
   *out = p;
   return ADASPLASH_SUCCESS;
 }
+
+/* ---- the disk cache directory through the public API ------------------------------------------
+ */
+
+adasplash_status adasplash_context_cache_usage(const adasplash_context *ctx, size_t *entries,
+                                               unsigned long long *bytes) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_cache_usage: ctx is NULL");
+  size_t n = 0;
+  unsigned long long b = 0;
+  if (ctx->disk_cache && asp_disk_cache_usage(ctx->cache_dir, &n, &b) != 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_CACHE_IO,
+                    "adasplash_context_cache_usage: the cache directory %s cannot be read",
+                    ctx->cache_dir);
+  if (entries) *entries = n;
+  if (bytes) *bytes = b;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_cache_clear(const adasplash_context *ctx, size_t *removed) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_cache_clear: ctx is NULL");
+  size_t n = 0;
+  int rc = ctx->disk_cache ? asp_disk_cache_clear(ctx->cache_dir, &n) : 0;
+  if (removed) *removed = n;
+  if (rc != 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_CACHE_IO,
+                    "adasplash_context_cache_clear: clearing %s failed after removing %zu files",
+                    ctx->cache_dir, n);
+  return ADASPLASH_SUCCESS;
+}

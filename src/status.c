@@ -55,6 +55,8 @@ const char *adasplash_status_string(adasplash_status status) {
       return "ADASPLASH_ERROR_INTERNAL: internal error";
     case ADASPLASH_ERROR_INVALID_SAVED:
       return "ADASPLASH_ERROR_INVALID_SAVED: saved buffer too small or from another shape";
+    case ADASPLASH_ERROR_CACHE_IO:
+      return "ADASPLASH_ERROR_CACHE_IO: the program cache directory cannot be read or changed";
   }
   return "unknown adasplash_status";
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
+
 #define ASP_KEY(field, is_ulong, lo, hi, meaning) \
   { #field, offsetof(asp_tuning, field), is_ulong, lo, hi, meaning }
 
@@ -158,4 +160,31 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
     if (w < 0 || (size_t)w >= out_size - used) break;
     used += (size_t)w;
   }
+}
+
+/* ---- public queries ---------------------------------------------------------------------------
+ */
+
+adasplash_status adasplash_tuning_keys(adasplash_tuning_key *keys, size_t capacity, size_t *count) {
+  if (!count)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "adasplash_tuning_keys: count is NULL");
+  if (!keys && capacity)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_tuning_keys: keys is NULL with capacity %zu", capacity);
+  const size_t n = sizeof asp_keys / sizeof asp_keys[0];
+  for (size_t i = 0; i < n && i < capacity; ++i) {
+    keys[i].name = asp_keys[i].name;
+    keys[i].min_value = asp_keys[i].min_value;
+    keys[i].max_value = asp_keys[i].max_value;
+    keys[i].meaning = asp_keys[i].meaning;
+  }
+  *count = n;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_tuning_scan(const char *text, adasplash_tuning_item_fn fn, void *arg) {
+  if (!fn)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "adasplash_tuning_scan: fn is NULL");
+  asp_tuning_each_item(text, fn, arg);
+  return ADASPLASH_SUCCESS;
 }

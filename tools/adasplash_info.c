@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "adasplash.h"
-#include "disk_cache.h"
 
 #define EXIT_USAGE 2
 
@@ -255,18 +254,20 @@ static const char *info_path_name(adasplash_kernel_path path) {
   return "unknown";
 }
 
-static void info_print_usage_of(const char *dir, const char *note) {
+/* The context's program cache directory and what it holds. */
+static void info_print_cache(const adasplash_context *ctx, const adasplash_cache_stats *stats) {
+  const char *dir = stats->cache_dir;
   if (!dir[0]) {
-    printf("  cache directory: (%s)\n", note[0] ? note : "off");
+    printf("  cache directory: (%s)\n", stats->cache_note[0] ? stats->cache_note : "off");
     return;
   }
   size_t entries = 0;
   unsigned long long bytes = 0;
-  int rc = asp_disk_cache_usage(dir, &entries, &bytes);
+  adasplash_status st = adasplash_context_cache_usage(ctx, &entries, &bytes);
   char bytes_s[64];
   info_bytes(bytes, bytes_s, sizeof bytes_s);
   printf("  cache directory: %s\n", dir);
-  if (rc < 0)
+  if (st != ADASPLASH_SUCCESS)
     printf("  cache entries:   (directory could not be read)\n");
   else if (!info_is_dir(dir))
     printf("  cache entries:   0 (directory does not exist yet)\n");
@@ -308,7 +309,7 @@ static int info_print_context(adasplash_context *ctx) {
            info.nvidia_compute_capability % 10);
   printf("  planning limits: %s local memory, %zu work-items per work-group\n", local_s,
          info.max_work_group_size);
-  info_print_usage_of(stats.cache_dir, stats.cache_note);
+  info_print_cache(ctx, &stats);
   return 0;
 }
 
@@ -322,8 +323,10 @@ static void info_print_stats(const adasplash_cache_stats *s) {
   printf("    memory hits: %lu\n", s->memory_hits);
 }
 
-/* One warmup on a fresh context; prints its time and counters into *stats. */
-static int info_warmup_once(const char *label, adasplash_cache_stats *stats) {
+/* One warmup on a fresh context; prints its time and counters into *stats. The context goes to
+ * *keep when keep is not NULL (the caller releases it), else it is released. */
+static int info_warmup_once(const char *label, adasplash_cache_stats *stats,
+                            adasplash_context **keep) {
   adasplash_context *ctx = NULL;
   int rc = info_create(&ctx, "adasplash_context_create");
   if (rc) return rc;
@@ -345,16 +348,20 @@ static int info_warmup_once(const char *label, adasplash_cache_stats *stats) {
   }
   printf("  %s warmup: %.3f s\n", label, dt);
   info_print_stats(stats);
-  adasplash_context_release(ctx);
+  if (keep)
+    *keep = ctx;
+  else
+    adasplash_context_release(ctx);
   return 0;
 }
 
 static int info_warmup(void) {
   adasplash_cache_stats cold, warm;
   printf("\nWarmup (every kernel variant for this device):\n");
-  int rc = info_warmup_once("cold", &cold);
+  int rc = info_warmup_once("cold", &cold, NULL);
   if (rc) return rc;
-  rc = info_warmup_once("warm", &warm);
+  adasplash_context *ctx = NULL;
+  rc = info_warmup_once("warm", &warm, &ctx);
   if (rc) return rc;
   if (!warm.cache_dir[0]) {
     printf("  note: the disk cache is off, so the second warmup compiled again\n");
@@ -366,18 +373,19 @@ static int info_warmup(void) {
   } else {
     printf("  the second warmup loaded all %lu programs from the disk cache\n", warm.disk_hits);
   }
-  info_print_usage_of(warm.cache_dir, warm.cache_note);
+  info_print_cache(ctx, &warm);
+  adasplash_context_release(ctx);
   return 0;
 }
 
-static int info_clear_cache(const char *dir) {
+static int info_clear_cache(adasplash_context *ctx, const char *dir) {
   if (!dir[0]) {
     printf("Cache: disabled, nothing to clear\n");
     return 0;
   }
   size_t removed = 0;
-  int rc = asp_disk_cache_clear(dir, &removed);
-  if (rc < 0) {
+  adasplash_status st = adasplash_context_cache_clear(ctx, &removed);
+  if (st != ADASPLASH_SUCCESS) {
     info_error("clearing the cache directory %s failed after removing %zu entries", dir, removed);
     return 1;
   }
@@ -444,13 +452,12 @@ int main(int argc, char **argv) {
     else
       rc = info_library_error(ctx, st, "adasplash_context_get_cache_stats");
   }
+  if (!rc && clear) {
+    printf("\n");
+    rc = info_clear_cache(ctx, dir);
+  }
   adasplash_context_release(ctx);
   if (rc) return rc;
-  if (clear) {
-    printf("\n");
-    rc = info_clear_cache(dir);
-    if (rc) return rc;
-  }
   if (warmup) rc = info_warmup();
   return rc;
 }

@@ -1,14 +1,13 @@
 # adasplash-tune (included by tools/CMakeLists.txt): searches launch parameters on the current
 # device, verifies each candidate against the double reference and writes the per-device tuned
-# file (docs/TUNING.md). The reference (tests/reference.c), the benchmark input generator
-# (bench/locality.c) and the key table with its bounds (src/tuning.c, internal) are compiled in.
+# file (docs/TUNING.md). The reference (tests/reference.c) and the benchmark input generator
+# (bench/locality.c) are compiled in; the key table comes from the library's public API.
 add_executable(adasplash-tune
   adasplash_tune.c tune_space.c tune_verify.c tune_timing.c tune_file.c
-  ${PROJECT_SOURCE_DIR}/src/tuning.c
   ${PROJECT_SOURCE_DIR}/tests/reference.c
   ${PROJECT_SOURCE_DIR}/bench/locality.c)
 target_include_directories(adasplash-tune PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
-  ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/bench)
+  ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/bench)
 target_link_libraries(adasplash-tune PRIVATE adasplash::adasplash)
 if(UNIX)
   target_link_libraries(adasplash-tune PRIVATE m)

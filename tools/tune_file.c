@@ -5,7 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tune_file.h"
 
-#include "tuning.h"
+#include "adasplash.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -106,10 +106,10 @@ static int tune_items_one(const char *key, const char *value, void *arg) {
   return 0;
 }
 
-/* The library's own scanner (src/tuning.c), so the tool reads the text exactly as it does. */
+/* The library's own scanner, so the tool reads the text exactly as it does. */
 void tune_text_items(const char *text, tune_item_fn fn, void *arg) {
   tune_items t = {fn, arg};
-  asp_tuning_each_item(text, tune_items_one, &t);
+  adasplash_tuning_scan(text, tune_items_one, &t);
 }
 
 typedef struct tune_lookup {

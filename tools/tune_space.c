@@ -1,13 +1,13 @@
 /*
  * tune_space.c - the table of keys adasplash-tune searches and the candidate values of each key
- * (see tune_space.h). The library's bounds come from src/tuning.c (compiled into the tool).
+ * (see tune_space.h). The library's bounds come from adasplash_tuning_keys.
  */
 #include "tune_space.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "tuning.h"
+#include "adasplash.h"
 
 /* The search space. Values are what is worth measuring on current devices; the library's bounds
  * and the device's limits trim them at run time. A key the linked library does not know (say an
@@ -45,9 +45,11 @@ static void tune_append(char *out, size_t size, const char *fmt, long v, const c
 
 size_t tune_space_values(const tune_key *k, long default_value, unsigned long max_wg, int quick,
                          int *out, char *dropped, size_t dropped_size) {
+  adasplash_tuning_key lib[64];
+  const adasplash_tuning_key *bounds = NULL;
   size_t nlib = 0;
-  const asp_tuning_key *lib = asp_tuning_keys(&nlib), *bounds = NULL;
-  for (size_t i = 0; i < nlib; ++i)
+  if (adasplash_tuning_keys(lib, sizeof lib / sizeof lib[0], &nlib) != ADASPLASH_SUCCESS) nlib = 0;
+  for (size_t i = 0; i < nlib && i < sizeof lib / sizeof lib[0]; ++i)
     if (strcmp(lib[i].name, k->name) == 0) bounds = &lib[i];
   if (dropped_size) dropped[0] = '\0';
   int kept[TUNE_MAX_VALUES];

@@ -1,7 +1,7 @@
 /*
  * tune_space.h - the search space of adasplash-tune: one table row per tuning key (which operator
  * it tunes, the values worth trying, which device limit bounds it), the candidate values of a key
- * after the library's bounds (asp_tuning_keys) and the device limits, and configurations (one
+ * after the library's bounds (adasplash_tuning_keys) and the device limits, and configurations (one
  * value per key of the table) with their "key=value" texts.
  *
  * Adding a key to the search is one row in tune_space.c; keys the linked library does not know
@@ -21,7 +21,7 @@ typedef enum tune_target {
 #define TUNE_MAX_KEYS 16
 
 typedef struct tune_key {
-  const char *name; /* the library's key (src/tuning.c) */
+  const char *name; /* the library's key (adasplash_tuning_keys) */
   tune_target target;
   int wg_limited;              /* 1: values above the device's max work-group size are left out */
   int values[TUNE_MAX_VALUES]; /* ascending */
