@@ -22,6 +22,13 @@ adasplash_status asp_fail(const adasplash_context *ctx, adasplash_status status,
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* asp_fail that also records the OpenCL error code behind the failure. */
+adasplash_status asp_fail_with_cl(const adasplash_context *ctx, adasplash_status status,
+                                  cl_int cl_error, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 /* Maps a failed OpenCL call to a status (out-of-memory codes to their statuses) and records it. */
 adasplash_status asp_fail_cl(const adasplash_context *ctx, cl_int err, const char *what);
 const char *asp_cl_error_name(cl_int err);
@@ -29,9 +36,14 @@ const char *asp_cl_error_name(cl_int err);
 /* ---- device description (device_info.c) -------------------------------------------------------
  */
 
+/* The class that picks launch defaults and kernel variants: GPUs, and the rest (CPUs and other
+ * devices whose runtimes run a work-group as loops over its work-items). */
+typedef enum asp_device_class { ASP_DEVICE_CPU = 0, ASP_DEVICE_GPU = 1 } asp_device_class;
+
 typedef struct asp_device {
   adasplash_device_info info; /* public view (info.local_mem_size etc. are the raw device values) */
   cl_platform_id platform;
+  asp_device_class device_class;
   int is_gpu, is_cpu;
   int is_nvidia, is_amd, is_intel, is_pocl;
   int is_oclgrind;
@@ -90,12 +102,15 @@ typedef struct asp_program {
  * "-DNAME=value ..." string (sorted by the caller's builder). */
 adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
                                  const char *defines, asp_program **program);
-/* Finds an already built program without building; NULL if absent. */
-asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
-                              const char *defines);
 /* Kernel by name in a program; NULL if absent. */
 const asp_kernel *asp_program_kernel(const asp_program *program, const char *name);
 void asp_program_release_all(adasplash_context *ctx);
+/* Sets up ctx's disk cache of program binaries (ctx->disk_cache, cache_dir, stats.cache_note) from
+ * cache_dir (options.cache_dir, may be NULL), $ADASPLASH_CACHE_DIR, the build default and the
+ * driver (PoCL caches itself). tune_dir gets the resolved directory even where binaries are not
+ * cached there (the tuned file lives in it), "" when the cache is off. */
+void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
+                            size_t tune_dir_size);
 
 /* A prepared plan: the parameters an operator settled on for one variant (after fitting them to
  * the device and the compiled kernels' limits) and the program that implements them. Enqueue paths

@@ -1,7 +1,8 @@
 /*
  * program_cache.c - compiled program variants: an in-memory cache per context (thread-safe insert,
  * losers discard), backed by the on-disk binary cache (disk_cache.c) keyed by a SHA-256 of
- * everything that determines the binary, and the build-from-source fallback with its log.
+ * everything that determines the binary, the policy that decides where (and whether) a context
+ * caches binaries on disk, and the build-from-source fallback with its log.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -35,6 +36,28 @@ void asp_defines_text(const asp_defines *d, char *out, size_t out_size) {
   for (int i = 0; i < sorted.count; ++i) {
     if (i) strncat(out, " ", out_size - strlen(out) - 1);
     strncat(out, sorted.items[i], out_size - strlen(out) - 1);
+  }
+}
+
+void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
+                            size_t tune_dir_size) {
+  /* An explicit directory (option or $ADASPLASH_CACHE_DIR) is always used; the default location
+   * only when the build enables it and the driver does not cache by itself. */
+  const int explicit_dir = cache_dir != NULL || getenv("ADASPLASH_CACHE_DIR") != NULL;
+  ctx->disk_cache = asp_disk_cache_dir(cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
+  /* The tuned file lives in the directory even where binaries are not cached there. */
+  asp_strlcpy(tune_dir, ctx->disk_cache ? ctx->cache_dir : "", tune_dir_size);
+  const char *note = NULL;
+  if (ctx->disk_cache && !explicit_dir && !ADASPLASH_DISK_CACHE_DEFAULT)
+    note = "off: built with ADASPLASH_DISK_CACHE=OFF";
+  else if (ctx->disk_cache && !explicit_dir && ctx->dev.is_pocl)
+    note = "off: PoCL caches compiled kernels itself (set ADASPLASH_CACHE_DIR to cache too)";
+  else if (!ctx->disk_cache)
+    note = "off: disabled by \"off\" or no usable directory";
+  if (note) {
+    ctx->disk_cache = 0;
+    ctx->cache_dir[0] = '\0';
+    asp_strlcpy(ctx->stats.cache_note, note, sizeof ctx->stats.cache_note);
   }
 }
 
@@ -147,16 +170,6 @@ static void asp_save_build_log(const adasplash_context *ctx, cl_program program,
   free(log);
 }
 
-asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
-                              const char *defines) {
-  char options[2048];
-  asp_build_options(ctx, defines, options, sizeof options);
-  asp_mutex_lock(&ctx->lock);
-  asp_program *p = asp_find_locked(ctx, family, options);
-  asp_mutex_unlock(&ctx->lock);
-  return p;
-}
-
 const asp_kernel *asp_program_kernel(const asp_program *program, const char *name) {
   for (size_t i = 0; i < program->kernel_count; ++i)
     if (strcmp(program->kernels[i].name, name) == 0) return &program->kernels[i];
@@ -194,15 +207,10 @@ static adasplash_status asp_build_failure(const adasplash_context *ctx, cl_progr
     }
     free(full);
   }
-  adasplash_status st =
-      asp_fail(ctx, ADASPLASH_ERROR_BUILD_FAILED, "building %s with \"%s\" failed (%s): %s", file,
-               options, asp_cl_error_name(err), log[0] ? log : "(no build log)");
-  /* Keep the OpenCL code retrievable next to the message. */
-  adasplash_context *c = (adasplash_context *)ctx;
-  asp_mutex_lock(&c->lock);
-  c->last_cl_error = err;
-  asp_mutex_unlock(&c->lock);
-  return st;
+  /* The OpenCL code stays retrievable next to the message. */
+  return asp_fail_with_cl(ctx, ADASPLASH_ERROR_BUILD_FAILED, err,
+                          "building %s with \"%s\" failed (%s): %s", file, options,
+                          asp_cl_error_name(err), log[0] ? log : "(no build log)");
 }
 
 static adasplash_status asp_create_kernels(const adasplash_context *ctx, asp_program *p) {
