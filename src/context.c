@@ -211,12 +211,26 @@ adasplash_status adasplash_context_create_borrowed(cl_context context, cl_device
 adasplash_status adasplash_context_release(adasplash_context *ctx) {
   if (!ctx) return ADASPLASH_SUCCESS;
   asp_program_release_all(ctx);
-  asp_dense_release(ctx);
+  for (int i = 0; i < ctx->release_hook_count; ++i) ctx->release_hooks[i](ctx);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   asp_mutex_destroy(&ctx->lock);
   free(ctx);
   return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_context_on_release(adasplash_context *ctx, asp_release_hook hook) {
+  adasplash_status st = ADASPLASH_SUCCESS;
+  const int cap = (int)(sizeof ctx->release_hooks / sizeof ctx->release_hooks[0]);
+  asp_mutex_lock(&ctx->lock);
+  int known = 0;
+  for (int i = 0; i < ctx->release_hook_count; ++i) known |= ctx->release_hooks[i] == hook;
+  if (!known && ctx->release_hook_count < cap)
+    ctx->release_hooks[ctx->release_hook_count++] = hook;
+  else if (!known)
+    st = asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "more than %d release hooks", cap);
+  asp_mutex_unlock(&ctx->lock);
+  return st;
 }
 
 adasplash_status adasplash_context_get_cl(const adasplash_context *ctx, cl_context *context,

@@ -104,10 +104,12 @@ adasplash_status asp_dense_prepare(adasplash_context *ctx, const asp_attn_proble
   return st;
 }
 
-void asp_dense_release(adasplash_context *ctx) {
-  /* CLBlast's cache is global: clearing it costs other CLBlast users in the process a recompile,
-   * never a wrong result, while keeping it would leave programs of a released context behind. */
-  if (ctx->used_clblast) CLBlastClearCache();
+/* CLBlast keeps programs per cl_context in a process-wide cache that outlives our context (and
+ * would serve stale programs to a new context at the same address). Clearing it costs other
+ * CLBlast users in the process a recompile, never a wrong result. */
+static void asp_dense_release(adasplash_context *ctx) {
+  (void)ctx;
+  CLBlastClearCache();
 }
 
 static adasplash_status asp_blast(asp_chain *c, CLBlastStatusCode code, cl_event ev,
@@ -144,7 +146,6 @@ static adasplash_status asp_gemm_batched(asp_chain *c, int ta, int tb, size_t m,
   }
   cl_event ev = NULL;
   cl_command_queue q = c->queue;
-  ((adasplash_context *)c->ctx)->used_clblast = 1;
   CLBlastStatusCode code =
       CLBlastSgemmBatched(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                           tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alphas, a, aoff,
@@ -171,6 +172,7 @@ static adasplash_status asp_dense_begin(adasplash_context *ctx, const asp_attn_p
   dc->pr = pr;
   dc->chain = chain;
   adasplash_status st = asp_util_plan(ctx, pr->d.dtype, 0, &dc->util);
+  if (st == ADASPLASH_SUCCESS) st = asp_context_on_release(ctx, asp_dense_release);
   if (st != ADASPLASH_SUCCESS) return st;
   dc->g = asp_attn_geom(pr, 64);
   dc->bh = (size_t)pr->d.batch * pr->d.q_heads;
@@ -427,10 +429,6 @@ adasplash_status asp_dense_prepare(adasplash_context *ctx, const asp_attn_proble
   (void)pr;
   return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                   "the dense attention baseline needs CLBlast, which this build lacks");
-}
-
-void asp_dense_release(adasplash_context *ctx) {
-  (void)ctx;
 }
 
 adasplash_status asp_dense_forward(adasplash_context *ctx, const asp_attn_problem *pr,

@@ -141,6 +141,12 @@ void asp_defines_text(const asp_defines *d, char *out, size_t out_size);
 /* ---- the context (context.c) ------------------------------------------------------------------
  */
 
+/* A module that leaves state outside the context for it (CLBlast's process-wide program cache)
+ * registers a hook; adasplash_context_release runs every hook once, after the context's programs
+ * are released and before its OpenCL objects are. Registering a hook again does nothing. */
+typedef void (*asp_release_hook)(adasplash_context *ctx);
+adasplash_status asp_context_on_release(adasplash_context *ctx, asp_release_hook hook);
+
 struct adasplash_context {
   cl_context cl_ctx;
   cl_device_id device;
@@ -155,20 +161,16 @@ struct adasplash_context {
   asp_program *programs;
   asp_plan *plans;
   adasplash_cache_stats stats;
-  int disk_cache;   /* 1: read/write the disk cache at cache_dir */
-  int used_clblast; /* CLBlast cached programs for cl_ctx (cleared on release) */
+  int disk_cache; /* 1: read/write the disk cache at cache_dir */
   char cache_dir[512];
   char kernel_dir[512];
+  asp_release_hook release_hooks[4]; /* asp_context_on_release, under lock */
+  int release_hook_count;
   /* Last error */
   adasplash_status last_status;
   cl_int last_cl_error;
   char last_error[4096];
 };
-
-/* CLBlast keeps programs per cl_context in a process-wide cache that outlives our context (and
- * would serve stale programs to a new context at the same address): dense.c clears it when a
- * context that used it is released. */
-void asp_dense_release(adasplash_context *ctx);
 
 /* ---- argument validation helpers (validate.c) -------------------------------------------------
  */
