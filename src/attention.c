@@ -148,13 +148,13 @@ static adasplash_status asp_attn_tile_for(adasplash_context *ctx, const asp_attn
   asp_plan plan;
   if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) ==
       ADASPLASH_SUCCESS) {
-    *tile = plan.params[AP_T];
+    *tile = plan.attn.tile;
     return ADASPLASH_SUCCESS;
   }
   adasplash_status st =
       asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  *tile = plan.params[AP_T];
+  *tile = plan.attn.tile;
   return ADASPLASH_SUCCESS;
 }
 
@@ -268,7 +268,7 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  const int tile = plan.attn.tile, wg = plan.attn.wg;
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, tile, &lay);
   const char *fn = "adasplash_attention_forward";
@@ -386,7 +386,7 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  const int tile = plan.attn.tile, wg = plan.attn.wg;
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, tile, &lay);
   const char *fn = "adasplash_attention_backward";
@@ -526,7 +526,7 @@ static size_t asp_attn_state_bytes(adasplash_context *ctx, const asp_attn_proble
       ADASPLASH_SUCCESS)
     return SIZE_MAX; /* its NOT_PREPARED message is the one the call reports next */
   asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, plan.params[AP_T], &lay);
+  asp_attn_layout(ctx, pr, plan.attn.tile, &lay);
   return workspace ? asp_attn_workspace_need(&lay) : lay.saved_bytes;
 }
 
@@ -661,7 +661,7 @@ static adasplash_status asp_saved_prologue(adasplash_context *ctx,
   asp_plan plan;
   st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  *tile = plan.params[AP_T];
+  *tile = plan.attn.tile;
   asp_attn_layout(ctx, pr, *tile, lay);
   st = asp_check_saved(ctx, saved, lay->saved_bytes, fn);
   if (st != ADASPLASH_SUCCESS) return st;

@@ -230,9 +230,10 @@ static const char *const asp_entmax_kernels[] = {
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
-static void asp_attn_plan_key(asp_program_family family, adasplash_dtype dtype, int hd, char *key,
-                              size_t size) {
-  snprintf(key, size, "attn:family=%d:dtype=%d:hd=%d", (int)family, (int)dtype, hd);
+static asp_variant_key asp_attn_key(const adasplash_context *ctx, asp_program_family family,
+                                    adasplash_dtype dtype, int head_dim) {
+  return asp_variant_key_of(ctx, family, dtype, asp_attn_padded_head_dim(head_dim),
+                            ctx->tuning.attn_tile);
 }
 
 /* Local memory the largest kernel of a configuration uses (static arrays), bytes. */
@@ -268,9 +269,8 @@ static int asp_pow2_floor(int v) {
 
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  char key[128];
-  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
-  if (!asp_plan_find(ctx, key, out))
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+  if (!asp_plan_find(ctx, &key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "attention kernels for dtype %d, head_dim %d are not compiled: call "
                     "adasplash_attention_prepare (or adasplash_warmup) first",
@@ -280,9 +280,8 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
 
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  char key[128];
-  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
-  if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+  if (asp_plan_find(ctx, &key, out)) return ADASPLASH_SUCCESS;
   const asp_tuning *tu = &ctx->tuning;
   int t = tu->attn_tile, wg = tu->attn_wg, dk = tu->attn_dk, bins = tu->attn_bins, kmax = 32;
   wg = asp_pow2_floor(wg < (int)tu->max_wg ? wg : (int)tu->max_wg);
@@ -329,8 +328,7 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
       continue;
     }
     asp_defines df;
-    asp_defines_init(&df);
-    asp_defines_add_int(&df, "ASP_DTYPE", (long)dtype);
+    asp_defines_init(&df, ctx, &key);
     asp_defines_add_int(&df, "ASP_T", t);
     asp_defines_add_int(&df, "ASP_WG", wg);
     asp_defines_add_int(&df, "ASP_TR", tr);
@@ -340,13 +338,9 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     if (family == ASP_PROGRAM_ATTENTION) {
       asp_defines_add_int(&df, "ASP_BINS", bb);
       asp_defines_add_int(&df, "ASP_KMAX", km);
-      /* NVIDIA's OpenCL compiler takes inline PTX: a single red.add per float atomic. */
-      if (ctx->dev.is_nvidia) asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
     }
-    char defines[1024];
-    asp_defines_text(&df, defines, sizeof defines);
     asp_program *program = NULL;
-    adasplash_status st = asp_program_get(ctx, family, defines, &program);
+    adasplash_status st = asp_variant_program(ctx, &key, &df, &program);
     if (st != ADASPLASH_SUCCESS) return st;
     const char *const *names =
         family == ASP_PROGRAM_ATTENTION ? asp_entmax_kernels : asp_softmax_kernels;
@@ -364,18 +358,13 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
       if (k->local_mem_size > tu->local_mem) fit = 0;
     }
     if (fit >= (size_t)wg) {
-      int params[ASP_PLAN_PARAMS] = {0};
-      params[AP_T] = t;
-      params[AP_WG] = wg;
-      params[AP_TR] = tr;
-      params[AP_TC] = tc;
-      params[AP_DK] = dkk;
-      params[AP_HD] = hd;
-      params[AP_BINS] = bb;
-      params[AP_KMAX] = km;
-      st = asp_plan_store(ctx, key, program, params);
-      if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);
-      return st;
+      asp_plan plan;
+      memset(&plan, 0, sizeof plan);
+      plan.key = key;
+      plan.program = program;
+      const asp_attn_plan a = {t, wg, tr, tc, dkk, hd, bb, km};
+      plan.attn = a;
+      return asp_plan_store(ctx, &plan, out);
     }
     if (wg <= 16)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,

@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "launch.h"
+#include "variant.h"
 
 /* Mirror of asp_layout in cl/tile.clh (four ulongs). */
 typedef struct asp_cl_layout {
@@ -21,18 +22,6 @@ typedef struct asp_cl_geom {
   cl_int nqb, nkb;
   cl_int wk, wq;
 } asp_cl_geom;
-
-/* Tile plan of the attention programs (indices into asp_plan.params). */
-enum {
-  AP_T = 0, /* tile side */
-  AP_WG,    /* work-items */
-  AP_TR,    /* work-item rows */
-  AP_TC,    /* work-item columns */
-  AP_DK,    /* head-dim chunk */
-  AP_HD,    /* padded head dim */
-  AP_BINS,  /* histogram bins */
-  AP_KMAX   /* exact-finish candidates per row */
-};
 
 /* A validated attention problem. */
 typedef struct asp_attn_problem {
@@ -52,8 +41,8 @@ adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_a
 adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
                                        cl_command_queue queue, cl_uint nwait, const cl_event *wait);
 
-/* Tile plan for (family, dtype, head_dim): fits the tuning to the device, builds the program and
- * checks the kernels' limits; stored in the context's plan cache. */
+/* The tile plan (out->attn) for (family, dtype, head_dim): fits the tuning to the device, builds
+ * the program and checks the kernels' limits; stored in the context's plans. */
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out);
 /* Looks up the plan without building (NOT_PREPARED if absent). */

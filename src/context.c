@@ -1,6 +1,7 @@
 /*
- * context.c - context creation (owned or borrowed OpenCL objects), release, queries, the choice of
- * kernel path and tuning.
+ * context.c - context creation (owned or borrowed OpenCL objects) and its setup (device
+ * description, program cache, tuning, kernel path), release with the modules' release hooks, and
+ * queries.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "variant.h"
 
 void adasplash_context_options_init(adasplash_context_options *options) {
   if (!options) return;
@@ -51,22 +53,6 @@ static adasplash_status asp_check_options(const adasplash_context_options *o) {
   return ADASPLASH_SUCCESS;
 }
 
-static adasplash_status asp_choose_path(adasplash_context *ctx, const char *request) {
-  if (!request) request = asp_getenv("ADASPLASH_PATH");
-  if (!request) request = "auto";
-  if (asp_equals_nocase(request, "portable") || asp_equals_nocase(request, "auto")) {
-    /* The NVIDIA tensor-core path is not available in this version: auto means portable. */
-    ctx->path = ADASPLASH_PATH_PORTABLE;
-    return ADASPLASH_SUCCESS;
-  }
-  if (asp_equals_nocase(request, "nvidia"))
-    return asp_fail(NULL, ADASPLASH_ERROR_UNSUPPORTED,
-                    "kernel path \"nvidia\" (inline-PTX tensor cores) is not available in this "
-                    "build; use \"portable\" or \"auto\"");
-  return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                  "kernel path \"%s\" is unknown (use auto, portable or nvidia)", request);
-}
-
 static adasplash_status asp_context_finish(adasplash_context *ctx,
                                            const adasplash_context_options *o) {
   adasplash_status st = asp_device_describe(NULL, ctx->device, &ctx->dev);
@@ -78,7 +64,7 @@ static adasplash_status asp_context_finish(adasplash_context *ctx,
     return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "kernel_dir is too long");
   st = asp_tuning_init(&ctx->dev, o->tune, tune_dir, &ctx->tuning);
   if (st != ADASPLASH_SUCCESS) return st;
-  st = asp_choose_path(ctx, o->path);
+  st = asp_variant_choose_path(o->path, &ctx->path, &ctx->path_auto);
   if (st != ADASPLASH_SUCCESS) return st;
   ctx->dev.info.kernel_path = ctx->path;
   asp_strlcpy(ctx->dev.info.selection_reason, ctx->selection_reason,
@@ -210,6 +196,7 @@ adasplash_status adasplash_context_create_borrowed(cl_context context, cl_device
 
 adasplash_status adasplash_context_release(adasplash_context *ctx) {
   if (!ctx) return ADASPLASH_SUCCESS;
+  asp_plan_release_all(ctx);
   asp_program_release_all(ctx);
   for (int i = 0; i < ctx->release_hook_count; ++i) ctx->release_hooks[i](ctx);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);

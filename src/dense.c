@@ -76,24 +76,17 @@ adasplash_status asp_dense_workspace_size(adasplash_context *ctx, const asp_attn
 
 static adasplash_status asp_util_plan(adasplash_context *ctx, adasplash_dtype dtype, int build,
                                       asp_plan *plan) {
-  char key[64];
-  snprintf(key, sizeof key, "util:dtype=%d", (int)dtype);
-  if (asp_plan_find(ctx, key, plan)) return ADASPLASH_SUCCESS;
+  const asp_variant_key key = asp_variant_key_of(ctx, ASP_PROGRAM_UTILITY, dtype, 0, 0);
+  if (asp_plan_find(ctx, &key, plan)) return ADASPLASH_SUCCESS;
   if (!build)
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "dense attention kernels are not compiled: call adasplash_attention_prepare");
   asp_defines d;
-  asp_defines_init(&d);
-  asp_defines_add_int(&d, "ASP_DTYPE", (long)dtype);
-  char defines[256];
-  asp_defines_text(&d, defines, sizeof defines);
-  asp_program *program = NULL;
-  adasplash_status st = asp_program_get(ctx, ASP_PROGRAM_UTILITY, defines, &program);
-  if (st != ADASPLASH_SUCCESS) return st;
-  int params[ASP_PLAN_PARAMS] = {0};
-  st = asp_plan_store(ctx, key, program, params);
-  if (st == ADASPLASH_SUCCESS && !asp_plan_find(ctx, key, plan))
-    st = asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "utility plan vanished");
+  asp_defines_init(&d, ctx, &key);
+  memset(plan, 0, sizeof *plan);
+  plan->key = key;
+  adasplash_status st = asp_variant_program(ctx, &key, &d, &plan->program);
+  if (st == ADASPLASH_SUCCESS) st = asp_plan_store(ctx, plan, plan);
   return st;
 }
 

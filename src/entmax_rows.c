@@ -16,28 +16,13 @@
 #define ASP_ROWS_STATE_BYTES 64
 #define ASP_ROWS_NSUM 8
 
-enum { RP_WG = 0, RP_BINS, RP_STATIC_LOCAL };
-
 static const char *const asp_rows_kernels[] = {
     "entmax_rows_forward",  "entmax_seg_hist",   "entmax_seg_start",     "entmax_seg_sweep",
     "entmax_seg_step",      "entmax_seg_output", "entmax_rows_backward", "entmax_seg_bwd_sums",
     "entmax_seg_bwd_apply", "entmax_sum_floats", "softmax_rows_forward"};
 
-static void asp_rows_plan_key(adasplash_dtype dtype, char *key, size_t size) {
-  snprintf(key, size, "rows:dtype=%d", (int)dtype);
-}
-
-static void asp_rows_defines(const asp_tuning *t, adasplash_dtype dtype, int wg, int bins,
-                             char *out, size_t size) {
-  asp_defines d;
-  asp_defines_init(&d);
-  asp_defines_add_int(&d, "ASP_WG_BRACKET", t->rows_wg_bracket);
-  asp_defines_add_int(&d, "ASP_DTYPE", (long)dtype);
-  asp_defines_add_int(&d, "ASP_WG", wg);
-  asp_defines_add_int(&d, "ASP_BINS", bins);
-  asp_defines_add_int(&d, "ASP_KMAX", ASP_ROWS_KMAX);
-  asp_defines_add_int(&d, "ASP_VPT", ASP_ROWS_VPT);
-  asp_defines_text(&d, out, size);
+static asp_variant_key asp_rows_key(const adasplash_context *ctx, adasplash_dtype dtype) {
+  return asp_variant_key_of(ctx, ASP_PROGRAM_ENTMAX_ROWS, dtype, 0, 0);
 }
 
 /* Static local memory of the forward kernel (histogram, reductions, candidates, state). */
@@ -47,10 +32,9 @@ static size_t asp_rows_static_local(int wg, int bins) {
 }
 
 adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype) {
-  char key[128];
-  asp_rows_plan_key(dtype, key, sizeof key);
+  const asp_variant_key key = asp_rows_key(ctx, dtype);
   asp_plan plan;
-  if (asp_plan_find(ctx, key, &plan)) return ADASPLASH_SUCCESS;
+  if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
   const asp_tuning *t = &ctx->tuning;
   int wg = t->rows_wg;
   while ((unsigned long)wg > t->max_wg && wg > 16) wg /= 2;
@@ -62,10 +46,15 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
                     "row entmax needs %zu bytes of local memory, the device offers %lu",
                     asp_rows_static_local(wg, bins), t->local_mem);
   for (;;) {
-    char defines[1024];
-    asp_rows_defines(t, dtype, wg, bins, defines, sizeof defines);
+    asp_defines d;
+    asp_defines_init(&d, ctx, &key);
+    asp_defines_add_int(&d, "ASP_WG_BRACKET", t->rows_wg_bracket);
+    asp_defines_add_int(&d, "ASP_WG", wg);
+    asp_defines_add_int(&d, "ASP_BINS", bins);
+    asp_defines_add_int(&d, "ASP_KMAX", ASP_ROWS_KMAX);
+    asp_defines_add_int(&d, "ASP_VPT", ASP_ROWS_VPT);
     asp_program *program = NULL;
-    adasplash_status st = asp_program_get(ctx, ASP_PROGRAM_ENTMAX_ROWS, defines, &program);
+    adasplash_status st = asp_variant_program(ctx, &key, &d, &program);
     if (st != ADASPLASH_SUCCESS) return st;
     /* Every kernel must accept the work-group size it was compiled for (registers may limit it). */
     size_t fit = (size_t)wg;
@@ -79,11 +68,12 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
         fit = k->max_work_group_size;
     }
     if (fit >= (size_t)wg) {
-      int params[ASP_PLAN_PARAMS] = {0};
-      params[RP_WG] = wg;
-      params[RP_BINS] = bins;
-      params[RP_STATIC_LOCAL] = (int)asp_rows_static_local(wg, bins);
-      return asp_plan_store(ctx, key, program, params);
+      memset(&plan, 0, sizeof plan);
+      plan.key = key;
+      plan.program = program;
+      const asp_rows_plan r = {wg, bins, asp_rows_static_local(wg, bins)};
+      plan.rows = r;
+      return asp_plan_store(ctx, &plan, &plan);
     }
     if (wg <= 16)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
@@ -92,11 +82,10 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
   }
 }
 
-static adasplash_status asp_rows_plan(adasplash_context *ctx, adasplash_dtype dtype,
+static adasplash_status asp_rows_find_plan(adasplash_context *ctx, adasplash_dtype dtype,
                                       asp_plan *plan) {
-  char key[128];
-  asp_rows_plan_key(dtype, key, sizeof key);
-  if (!asp_plan_find(ctx, key, plan))
+  const asp_variant_key key = asp_rows_key(ctx, dtype);
+  if (!asp_plan_find(ctx, &key, plan))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "row entmax kernels for dtype %d are not compiled: call "
                     "adasplash_entmax_prepare (or adasplash_warmup) first",
@@ -146,9 +135,9 @@ static size_t asp_rows_segments(const adasplash_context *ctx, size_t cols) {
 adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
                                   cl_mem x, cl_mem y, cl_mem sweeps) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[RP_WG];
+  const int wg = plan.rows.wg;
   asp_rows_common_args a = asp_rows_args(job);
   cl_float tol = job->tolerance;
   cl_int max_iter = job->max_iter, use_hist = job->use_hist;
@@ -160,8 +149,8 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
 
   if (nseg == 1) {
     /* Cache the row in local memory when it fits next to the kernel's static arrays. */
-    size_t avail = ctx->tuning.local_mem > (size_t)plan.params[RP_STATIC_LOCAL] + 1024
-                       ? ctx->tuning.local_mem - (size_t)plan.params[RP_STATIC_LOCAL] - 1024
+    size_t avail = ctx->tuning.local_mem > plan.rows.static_local + 1024
+                       ? ctx->tuning.local_mem - plan.rows.static_local - 1024
                        : 0;
     cl_int cache_cols = 0;
     if (ctx->tuning.rows_cache && job->cols * 4 <= avail) cache_cols = (cl_int)job->cols;
@@ -183,7 +172,7 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   /* Long rows: segments of seg_cols columns, histograms merged per row, sweeps as separate
    * launches (rows that converged return at once). */
   cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
-  const size_t w = (size_t)plan.params[RP_BINS] + 1;
+  const size_t w = (size_t)plan.rows.bins + 1;
   size_t n_rs = job->rows * nseg;
   /* Scratch: per segment max, info (top, count, bad) and window; per row solver state, partial
    * sums per segment, candidate count and candidates. */
@@ -252,9 +241,9 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
                                    asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
                                    cl_mem dalpha_rows) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[RP_WG];
+  const int wg = plan.rows.wg;
   asp_rows_common_args a = asp_rows_args(job);
   cl_int has_dalpha = dalpha_rows != NULL;
   size_t nseg = asp_rows_segments(ctx, job->cols);
@@ -296,23 +285,23 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
 adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dtype,
                                      asp_chain *chain, cl_mem values, size_t n, cl_mem out) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   cl_int cn = (cl_int)n;
   asp_arg args[] = {ASP_ARG(values), ASP_ARG(cn), ASP_ARG(out)};
-  size_t g[1] = {(size_t)plan.params[RP_WG]};
+  size_t g[1] = {(size_t)plan.rows.wg};
   return asp_launch(chain, plan.program, "entmax_sum_floats", args, 3, 1, g, g);
 }
 
 adasplash_status asp_rows_softmax(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
                                   cl_mem x, cl_mem y) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_rows_common_args a = asp_rows_args(job);
   asp_arg args[] = {ASP_ARG(x),      ASP_ARG(y),     ASP_ARG(a.offset), ASP_ARG(a.row_stride),
                     ASP_ARG(a.rows), ASP_ARG(a.cols)};
-  size_t local[1] = {(size_t)plan.params[RP_WG]};
+  size_t local[1] = {(size_t)plan.rows.wg};
   size_t global[1] = {job->rows * local[0]};
   return asp_launch(chain, plan.program, "softmax_rows_forward", args, sizeof args / sizeof args[0],
                     1, global, local);

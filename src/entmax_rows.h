@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "launch.h"
+#include "variant.h"
 
 /* Everything one launch of the operator needs, already validated. */
 typedef struct asp_rows_job {

@@ -98,12 +98,13 @@ typedef struct asp_program {
   struct asp_program *next;
 } asp_program;
 
-/* Finds or builds the program (memory cache, then disk cache, then source). defines: canonical
- * "-DNAME=value ..." string (sorted by the caller's builder). */
+/* Finds or builds the program (memory cache, then disk cache, then source). defines: the canonical
+ * "-DNAME=value ..." text of a variant (asp_defines_text in variant.c). */
 adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
                                  const char *defines, asp_program **program);
 /* Kernel by name in a program; NULL if absent. */
 const asp_kernel *asp_program_kernel(const asp_program *program, const char *name);
+/* Releases every program of ctx (at context release). */
 void asp_program_release_all(adasplash_context *ctx);
 /* Sets up ctx's disk cache of program binaries (ctx->disk_cache, cache_dir, stats.cache_note) from
  * cache_dir (options.cache_dir, may be NULL), $ADASPLASH_CACHE_DIR, the build default and the
@@ -111,32 +112,6 @@ void asp_program_release_all(adasplash_context *ctx);
  * cached there (the tuned file lives in it), "" when the cache is off. */
 void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
                             size_t tune_dir_size);
-
-/* A prepared plan: the parameters an operator settled on for one variant (after fitting them to
- * the device and the compiled kernels' limits) and the program that implements them. Enqueue paths
- * look plans up by key and never compile. */
-#define ASP_PLAN_PARAMS 16
-typedef struct asp_plan {
-  char key[128];
-  asp_program *program;
-  int params[ASP_PLAN_PARAMS];
-  struct asp_plan *next;
-} asp_plan;
-
-/* Returns a copy of the plan for key in *out (1) or 0 when not prepared yet. */
-int asp_plan_find(adasplash_context *ctx, const char *key, asp_plan *out);
-adasplash_status asp_plan_store(adasplash_context *ctx, const char *key, asp_program *program,
-                                const int *params);
-
-/* Canonical define lists: add in any order, asp_defines_text() returns them sorted. */
-typedef struct asp_defines {
-  char items[32][64];
-  int count;
-} asp_defines;
-void asp_defines_init(asp_defines *d);
-void asp_defines_add_int(asp_defines *d, const char *name, long value);
-/* Writes "-DA=1 -DB=2 ..." sorted by name into out. */
-void asp_defines_text(const asp_defines *d, char *out, size_t out_size);
 
 /* ---- the context (context.c) ------------------------------------------------------------------
  */
@@ -154,12 +129,13 @@ struct adasplash_context {
   int owned; /* 1: the library created cl_ctx and queue */
   asp_device dev;
   asp_tuning tuning;
-  adasplash_kernel_path path;
+  adasplash_kernel_path path; /* the device path kernels are built for */
+  int path_auto;              /* 1: the path was chosen by "auto" (asp_variant_choose_path) */
   char selection_reason[128];
   /* Program cache */
   asp_mutex lock; /* protects programs, stats and the error fields */
   asp_program *programs;
-  asp_plan *plans;
+  struct asp_plan *plans; /* variant.c */
   adasplash_cache_stats stats;
   int disk_cache; /* 1: read/write the disk cache at cache_dir */
   char cache_dir[512];

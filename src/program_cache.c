@@ -16,29 +16,6 @@
 /* Bump when the meaning of cached binaries changes without the source changing. */
 #define ASP_CACHE_FORMAT "adasplash-cl program cache v1"
 
-void asp_defines_init(asp_defines *d) {
-  d->count = 0;
-}
-
-void asp_defines_add_int(asp_defines *d, const char *name, long value) {
-  if (d->count >= (int)(sizeof d->items / sizeof d->items[0])) return;
-  snprintf(d->items[d->count++], sizeof d->items[0], "-D%s=%ld", name, value);
-}
-
-static int asp_cmp_str(const void *a, const void *b) {
-  return strcmp((const char *)a, (const char *)b);
-}
-
-void asp_defines_text(const asp_defines *d, char *out, size_t out_size) {
-  asp_defines sorted = *d;
-  qsort(sorted.items, (size_t)sorted.count, sizeof sorted.items[0], asp_cmp_str);
-  out[0] = '\0';
-  for (int i = 0; i < sorted.count; ++i) {
-    if (i) strncat(out, " ", out_size - strlen(out) - 1);
-    strncat(out, sorted.items[i], out_size - strlen(out) - 1);
-  }
-}
-
 void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
                             size_t tune_dir_size) {
   /* An explicit directory (option or $ADASPLASH_CACHE_DIR) is always used; the default location
@@ -72,48 +49,7 @@ static void asp_program_free(asp_program *p) {
   free(p);
 }
 
-int asp_plan_find(adasplash_context *ctx, const char *key, asp_plan *out) {
-  int found = 0;
-  asp_mutex_lock(&ctx->lock);
-  for (asp_plan *p = ctx->plans; p && !found; p = p->next)
-    if (strcmp(p->key, key) == 0) {
-      *out = *p;
-      found = 1;
-    }
-  asp_mutex_unlock(&ctx->lock);
-  return found;
-}
-
-adasplash_status asp_plan_store(adasplash_context *ctx, const char *key, asp_program *program,
-                                const int *params) {
-  asp_mutex_lock(&ctx->lock);
-  for (asp_plan *p = ctx->plans; p; p = p->next)
-    if (strcmp(p->key, key) == 0) {
-      asp_mutex_unlock(&ctx->lock);
-      return ADASPLASH_SUCCESS; /* another thread prepared it first; same deterministic choice */
-    }
-  asp_plan *p = (asp_plan *)calloc(1, sizeof *p);
-  if (!p) {
-    asp_mutex_unlock(&ctx->lock);
-    return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "allocating a plan");
-  }
-  asp_strlcpy(p->key, key, sizeof p->key);
-  p->program = program;
-  memcpy(p->params, params, sizeof p->params);
-  p->next = ctx->plans;
-  ctx->plans = p;
-  asp_mutex_unlock(&ctx->lock);
-  return ADASPLASH_SUCCESS;
-}
-
 void asp_program_release_all(adasplash_context *ctx) {
-  asp_plan *plan = ctx->plans;
-  while (plan) {
-    asp_plan *next = plan->next;
-    free(plan);
-    plan = next;
-  }
-  ctx->plans = NULL;
   asp_program *p = ctx->programs;
   while (p) {
     asp_program *next = p->next;
@@ -132,13 +68,12 @@ static asp_program *asp_find_locked(adasplash_context *ctx, asp_program_family f
 
 /* Full build options: the portable language level, IEEE semantics (no fast/finite math: the tau
  * search relies on NaN compares and infinities), then the variant's defines. */
-static void asp_build_options(const adasplash_context *ctx, const char *defines, char *out,
-                              size_t size) {
+static void asp_build_options(const char *defines, char *out, size_t size) {
   /* $ADASPLASH_BUILD_OPTIONS (kernel development, e.g. -cl-nv-verbose) is appended; it is part
    * of the options and so of the cache key. */
   const char *extra = asp_getenv("ADASPLASH_BUILD_OPTIONS");
-  snprintf(out, size, "-cl-std=CL1.2 -DASP_PATH=%d %s%s%s", (int)ctx->path, defines ? defines : "",
-           extra ? " " : "", extra ? extra : "");
+  snprintf(out, size, "-cl-std=CL1.2 %s%s%s", defines ? defines : "", extra ? " " : "",
+           extra ? extra : "");
 }
 
 /* With $ADASPLASH_BUILD_LOG_DIR set, every build from source leaves its compiler log there
@@ -299,7 +234,7 @@ static void asp_store_binary(adasplash_context *ctx, asp_program *p, const uint8
 adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
                                  const char *defines, asp_program **out) {
   char options[2048];
-  asp_build_options(ctx, defines, options, sizeof options);
+  asp_build_options(defines, options, sizeof options);
   asp_mutex_lock(&ctx->lock);
   asp_program *existing = asp_find_locked(ctx, family, options);
   if (existing) ++ctx->stats.memory_hits;

@@ -44,8 +44,8 @@ adasplash_status asp_softmax_forward(adasplash_context *ctx, const asp_attn_prob
       st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED, "saved is smaller than saved_size()");
     if (st != ADASPLASH_SUCCESS) return st;
   }
-  const int wg = plan.params[AP_WG];
-  asp_cl_geom g = asp_attn_geom(pr, plan.params[AP_T]);
+  const int wg = plan.attn.wg;
+  asp_cl_geom g = asp_attn_geom(pr, plan.attn.tile);
   cl_float scale = pr->d.scale;
   cl_int save = saved != NULL;
   cl_mem q_lens = pr->d.q_lens, kv_lens = pr->d.kv_lens;
@@ -81,8 +81,8 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
     delta = owned;
   }
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[AP_WG];
-  asp_cl_geom g = asp_attn_geom(pr, plan.params[AP_T]);
+  const int wg = plan.attn.wg;
+  asp_cl_geom g = asp_attn_geom(pr, plan.attn.tile);
   cl_float scale = pr->d.scale;
   cl_mem q_lens = pr->d.q_lens, kv_lens = pr->d.kv_lens;
   size_t pre_local[1] = {64}, pre_global[1] = {(rows + 63) / 64 * 64};
