@@ -10,6 +10,7 @@
 
 #include "attention_common.h"
 #include "attention_internal.h"
+#include "workspace.h"
 
 /* Must match cl/attn_tau.clh and cl/attn_fwd.clh. */
 #define ASP_STAT_COUNT 8
@@ -108,18 +109,6 @@ static adasplash_status asp_baseline_prepare(adasplash_context *ctx, const asp_a
   return asp_is_softmax(pr) ? asp_softmax_prepare(ctx, pr) : asp_dense_prepare(ctx, pr);
 }
 
-static adasplash_status asp_baseline_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,
-                                                size_t *bytes) {
-  return asp_is_softmax(pr) ? asp_softmax_saved_size(ctx, pr, bytes)
-                            : asp_dense_saved_size(ctx, pr, bytes);
-}
-
-static adasplash_status asp_baseline_workspace_size(adasplash_context *ctx,
-                                                    const asp_attn_problem *pr, size_t *bytes) {
-  return asp_is_softmax(pr) ? asp_softmax_workspace_size(ctx, pr, bytes)
-                            : asp_dense_workspace_size(ctx, pr, bytes);
-}
-
 static adasplash_status asp_baseline_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                              asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
                                              cl_mem out, cl_mem saved, cl_mem workspace) {
@@ -141,61 +130,55 @@ static adasplash_status asp_baseline_backward(adasplash_context *ctx, const asp_
 /* ---- sizes, prepare ---------------------------------------------------------------------------
  */
 
-static adasplash_status asp_attn_tile_for(adasplash_context *ctx, const asp_attn_problem *pr,
-                                          int *tile) {
-  /* The bitmap tile is the plan's tile; use the tuning value (what prepare will settle on when
-   * the device allows it) so sizes are known before prepare. */
-  asp_plan plan;
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) ==
-      ADASPLASH_SUCCESS) {
-    *tile = plan.attn.tile;
+/* The saved and workspace bytes of pr's algorithm. The fused algorithm's layout follows its plan's
+ * tile: with build, the plan is prepared (compiled) when it is not yet, so the sizes are known
+ * before adasplash_attention_prepare; without, an unprepared plan fails with NOT_PREPARED. */
+static adasplash_status asp_attn_sizes(adasplash_context *ctx, const asp_attn_problem *pr,
+                                       int build, asp_state_sizes *sizes) {
+  if (pr->d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH) {
+    asp_softmax_sizes(ctx, pr, sizes);
     return ADASPLASH_SUCCESS;
   }
+  if (pr->d.algorithm == ADASPLASH_ATTN_ENTMAX_DENSE) {
+    asp_dense_sizes(ctx, pr, sizes);
+    return ADASPLASH_SUCCESS;
+  }
+  asp_plan plan;
   adasplash_status st =
-      asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
+      build ? asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan)
+            : asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  *tile = plan.attn.tile;
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, pr, plan.attn.tile, &lay);
+  sizes->saved = lay.saved_bytes;
+  sizes->workspace = asp_attn_workspace_need(&lay);
   return ADASPLASH_SUCCESS;
 }
 
-adasplash_status adasplash_attention_saved_size(const adasplash_context *cctx,
+/* adasplash_attention_saved_size (workspace 0) and _workspace_size (1). */
+static adasplash_status asp_attn_size_query(const adasplash_context *cctx,
+                                            const adasplash_attention_desc *desc, const char *fn,
+                                            int workspace, size_t *bytes) {
+  asp_attn_problem pr;
+  adasplash_status st = asp_attn_check_desc(cctx, desc, fn, &pr);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (!bytes) return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: bytes is NULL", fn);
+  asp_state_sizes sizes;
+  st = asp_attn_sizes((adasplash_context *)cctx, &pr, 1, &sizes);
+  if (st == ADASPLASH_SUCCESS) *bytes = workspace ? sizes.workspace : sizes.saved;
+  return st;
+}
+
+adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
                                                 const adasplash_attention_desc *desc,
                                                 size_t *bytes) {
-  asp_attn_problem pr;
-  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_saved_size", &pr);
-  if (st != ADASPLASH_SUCCESS) return st;
-  if (!bytes)
-    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_attention_saved_size: bytes is NULL");
-  adasplash_context *ctx = (adasplash_context *)cctx;
-  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_saved_size(ctx, &pr, bytes);
-  int tile;
-  st = asp_attn_tile_for(ctx, &pr, &tile);
-  if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, tile, &lay);
-  *bytes = lay.saved_bytes;
-  return ADASPLASH_SUCCESS;
+  return asp_attn_size_query(ctx, desc, "adasplash_attention_saved_size", 0, bytes);
 }
 
-adasplash_status adasplash_attention_workspace_size(const adasplash_context *cctx,
+adasplash_status adasplash_attention_workspace_size(const adasplash_context *ctx,
                                                     const adasplash_attention_desc *desc,
                                                     size_t *bytes) {
-  asp_attn_problem pr;
-  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_workspace_size", &pr);
-  if (st != ADASPLASH_SUCCESS) return st;
-  if (!bytes)
-    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_attention_workspace_size: bytes is NULL");
-  adasplash_context *ctx = (adasplash_context *)cctx;
-  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_workspace_size(ctx, &pr, bytes);
-  int tile;
-  st = asp_attn_tile_for(ctx, &pr, &tile);
-  if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, tile, &lay);
-  *bytes = asp_attn_workspace_need(&lay);
-  return ADASPLASH_SUCCESS;
+  return asp_attn_size_query(ctx, desc, "adasplash_attention_workspace_size", 1, bytes);
 }
 
 adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
@@ -211,54 +194,21 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
 /* ---- the fused forward ------------------------------------------------------------------------
  */
 
-/* The sections of one call: sub-buffers of saved / workspace. */
-typedef struct asp_attn_views {
-  cl_mem sec[ASP_SEC_COUNT];
-  cl_mem owned_ws; /* workspace allocated for this call */
-} asp_attn_views;
-
-static void asp_views_release(asp_attn_views *v) {
-  for (int s = 0; s < ASP_SEC_COUNT; ++s)
-    if (v->sec[s]) clReleaseMemObject(v->sec[s]);
-  if (v->owned_ws) clReleaseMemObject(v->owned_ws);
-  memset(v, 0, sizeof *v);
-}
-
-static adasplash_status asp_views_make(const adasplash_context *ctx, const asp_attn_buffers *lay,
+/* The sections secs of one call as views: in saved where the layout keeps them there (and the
+ * call has a saved buffer), else in the workspace; use holds the sizes this call needs (0: none).
+ */
+static adasplash_status asp_attn_views(const adasplash_context *ctx, const asp_attn_buffers *use,
                                        cl_mem saved, cl_mem ws, const int *secs, size_t nsecs,
-                                       asp_attn_views *v) {
-  adasplash_status st = ADASPLASH_SUCCESS;
-  for (size_t i = 0; i < nsecs && st == ADASPLASH_SUCCESS; ++i) {
-    int s = secs[i];
-    if (lay->size[s] == 0) continue;
-    int from_saved = saved && lay->in_saved[s];
-    st = asp_sub_buffer(ctx, from_saved ? saved : ws,
-                        from_saved ? lay->offset[s] : lay->ws_offset[s], lay->size[s], &v->sec[s]);
+                                       cl_mem views[ASP_SEC_COUNT]) {
+  asp_section sections[ASP_SEC_COUNT];
+  memset(sections, 0, sizeof sections);
+  for (size_t i = 0; i < nsecs; ++i) {
+    const int sec = secs[i], from_saved = saved && use->in_saved[sec];
+    sections[sec].buffer = from_saved ? saved : ws;
+    sections[sec].offset = from_saved ? use->offset[sec] : use->ws_offset[sec];
+    sections[sec].size = use->size[sec];
   }
-  return st;
-}
-
-static adasplash_status asp_check_saved(const adasplash_context *ctx, cl_mem saved, size_t need,
-                                        const char *fn) {
-  adasplash_status st = asp_check_buffer(ctx, saved, "saved", need);
-  if (st == ADASPLASH_ERROR_BUFFER_TOO_SMALL)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED,
-                    "%s: saved buffer is smaller than adasplash_attention_saved_size() (%zu bytes)",
-                    fn, need);
-  return st;
-}
-
-static adasplash_status asp_get_workspace(const adasplash_context *ctx, cl_mem workspace,
-                                          size_t need, asp_attn_views *v, cl_mem *ws) {
-  if (workspace) {
-    adasplash_status st = asp_check_buffer(ctx, workspace, "workspace", need);
-    if (st != ADASPLASH_SUCCESS) return st;
-    *ws = workspace;
-    return ADASPLASH_SUCCESS;
-  }
-  adasplash_status st = asp_create_buffer(ctx, need, &v->owned_ws);
-  *ws = v->owned_ws;
-  return st;
+  return asp_views_make(ctx, sections, ASP_SEC_COUNT, views);
 }
 
 static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -273,14 +223,13 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   asp_attn_layout(ctx, pr, tile, &lay);
   const char *fn = "adasplash_attention_forward";
   if (saved) {
-    st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+    st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay.saved_bytes);
     if (st != ADASPLASH_SUCCESS) return st;
   }
-  asp_attn_views views;
-  memset(&views, 0, sizeof views);
-  cl_mem ws = NULL;
-  st = asp_get_workspace(ctx, workspace, saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &views,
-                         &ws);
+  asp_scratch ws;
+  st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace,
+                       saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &ws);
+  cl_mem S[ASP_SEC_COUNT] = {NULL};
   static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
                              ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_ZALPHA, ASP_SEC_TILEMAX};
   asp_attn_buffers use = lay;
@@ -290,9 +239,9 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     use.size[ASP_SEC_BITMAP_T] = 0;
   }
   if (st == ADASPLASH_SUCCESS)
-    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+    st = asp_attn_views(ctx, &use, saved, ws.mem, secs, sizeof secs / sizeof secs[0], S);
   if (st != ADASPLASH_SUCCESS) {
-    asp_views_release(&views);
+    asp_scratch_release(&ws);
     return st;
   }
   asp_cl_geom g = asp_attn_geom(pr, tile);
@@ -306,7 +255,6 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   cl_float qscale = (cl_float)(1u << qbits);
   cl_int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
-  cl_mem *S = views.sec;
 
   if (saved) {
     cl_uint header[16] = {ASP_SAVED_MAGIC, asp_attn_fingerprint(pr, tile)};
@@ -371,7 +319,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     st = asp_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
                     global, local);
   }
-  asp_views_release(&views);
+  asp_views_release(S, ASP_SEC_COUNT);
+  asp_scratch_release(&ws);
   return st;
 }
 
@@ -391,21 +340,20 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   asp_attn_layout(ctx, pr, tile, &lay);
   const char *fn = "adasplash_attention_backward";
   (void)out; /* the fused backward needs only the saved state (out is validated by the caller) */
-  st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay.saved_bytes);
   if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_views views;
-  memset(&views, 0, sizeof views);
-  cl_mem ws = NULL;
-  st = asp_get_workspace(ctx, workspace, lay.ws_bwd_bytes, &views, &ws);
+  asp_scratch ws;
+  st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, lay.ws_bwd_bytes, &ws);
+  cl_mem S[ASP_SEC_COUNT] = {NULL};
   static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP,
                              ASP_SEC_BITMAP_T, ASP_SEC_OUT2,     ASP_SEC_ZALPHA,
                              ASP_SEC_DELTA,    ASP_SEC_DROW,     ASP_SEC_DQACC};
   asp_attn_buffers use = lay;
   if (!dalpha) use.size[ASP_SEC_DROW] = 0;
   if (st == ADASPLASH_SUCCESS)
-    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+    st = asp_attn_views(ctx, &use, saved, ws.mem, secs, sizeof secs / sizeof secs[0], S);
   if (st != ADASPLASH_SUCCESS) {
-    asp_views_release(&views);
+    asp_scratch_release(&ws);
     return st;
   }
   asp_cl_geom g = asp_attn_geom(pr, tile);
@@ -413,7 +361,6 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   cl_float alpha = d->alpha, scale = d->scale;
   cl_int has_alpha = d->alpha_buf != NULL, want_dalpha = dalpha != NULL;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
-  cl_mem *S = views.sec;
   cl_mem drow = S[ASP_SEC_DROW];
 
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
@@ -504,7 +451,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
     asp_arg args[] = {ASP_ARG(g), ASP_ARG(drow), ASP_ARG(dalpha)};
     st = asp_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
   }
-  asp_views_release(&views);
+  asp_views_release(S, ASP_SEC_COUNT);
+  asp_scratch_release(&ws);
   return st;
 }
 
@@ -515,19 +463,10 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
  * when the entmax kernels are not prepared yet (the call then fails with NOT_PREPARED anyway). */
 static size_t asp_attn_state_bytes(adasplash_context *ctx, const asp_attn_problem *pr,
                                    int workspace) {
-  size_t bytes = SIZE_MAX;
-  if (pr->d.algorithm != ADASPLASH_ATTN_ENTMAX) {
-    adasplash_status st = workspace ? asp_baseline_workspace_size(ctx, pr, &bytes)
-                                    : asp_baseline_saved_size(ctx, pr, &bytes);
-    return st == ADASPLASH_SUCCESS ? bytes : SIZE_MAX;
-  }
-  asp_plan plan;
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTENTION, pr->d.dtype, pr->d.head_dim, &plan) !=
-      ADASPLASH_SUCCESS)
+  asp_state_sizes sizes;
+  if (asp_attn_sizes(ctx, pr, 0, &sizes) != ADASPLASH_SUCCESS)
     return SIZE_MAX; /* its NOT_PREPARED message is the one the call reports next */
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, plan.attn.tile, &lay);
-  return workspace ? asp_attn_workspace_need(&lay) : lay.saved_bytes;
+  return workspace ? sizes.workspace : sizes.saved;
 }
 
 static asp_region asp_tensor_region(cl_mem buf, const char *name, const asp_cl_layout *l,
@@ -663,7 +602,7 @@ static adasplash_status asp_saved_prologue(adasplash_context *ctx,
   if (st != ADASPLASH_SUCCESS) return st;
   *tile = plan.attn.tile;
   asp_attn_layout(ctx, pr, *tile, lay);
-  st = asp_check_saved(ctx, saved, lay->saved_bytes, fn);
+  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay->saved_bytes);
   if (st != ADASPLASH_SUCCESS) return st;
   cl_uint header[16];
   cl_int err =

@@ -83,7 +83,7 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
 }
 
 static adasplash_status asp_rows_find_plan(adasplash_context *ctx, adasplash_dtype dtype,
-                                      asp_plan *plan) {
+                                           asp_plan *plan) {
   const asp_variant_key key = asp_rows_key(ctx, dtype);
   if (!asp_plan_find(ctx, &key, plan))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,

@@ -16,18 +16,11 @@ adasplash_status asp_softmax_prepare(adasplash_context *ctx, const asp_attn_prob
   return asp_attn_prepare_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, &plan);
 }
 
-adasplash_status asp_softmax_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,
-                                        size_t *bytes) {
+void asp_softmax_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,
+                       asp_state_sizes *sizes) {
   (void)ctx;
-  *bytes = asp_softmax_rows(pr) * 4;
-  return ADASPLASH_SUCCESS;
-}
-
-adasplash_status asp_softmax_workspace_size(adasplash_context *ctx, const asp_attn_problem *pr,
-                                            size_t *bytes) {
-  (void)ctx;
-  *bytes = asp_softmax_rows(pr) * 4; /* delta of the backward */
-  return ADASPLASH_SUCCESS;
+  sizes->saved = asp_softmax_rows(pr) * 4;     /* log-sum-exp per row */
+  sizes->workspace = asp_softmax_rows(pr) * 4; /* delta of the backward */
 }
 
 adasplash_status asp_softmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -39,9 +32,8 @@ adasplash_status asp_softmax_forward(adasplash_context *ctx, const asp_attn_prob
       asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   if (saved) {
-    st = asp_check_buffer(ctx, saved, "saved", asp_softmax_rows(pr) * 4);
-    if (st == ADASPLASH_ERROR_BUFFER_TOO_SMALL)
-      st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED, "saved is smaller than saved_size()");
+    st = asp_scratch_check(ctx, "adasplash_attention_forward", ASP_SCRATCH_SAVED, saved,
+                           asp_softmax_rows(pr) * 4);
     if (st != ADASPLASH_SUCCESS) return st;
   }
   const int wg = plan.attn.wg;
@@ -68,19 +60,14 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
+  const char *fn = "adasplash_attention_backward";
   const size_t rows = asp_softmax_rows(pr);
-  st = asp_check_buffer(ctx, saved, "saved", rows * 4);
-  if (st == ADASPLASH_ERROR_BUFFER_TOO_SMALL)
-    st = asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED, "saved is smaller than saved_size()");
+  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, rows * 4);
+  asp_scratch ws;
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, rows * 4, &ws);
   if (st != ADASPLASH_SUCCESS) return st;
-  cl_mem delta = workspace, owned = NULL;
-  if (workspace) {
-    st = asp_check_buffer(ctx, workspace, "workspace", rows * 4);
-  } else {
-    st = asp_create_buffer(ctx, rows * 4, &owned);
-    delta = owned;
-  }
-  if (st != ADASPLASH_SUCCESS) return st;
+  cl_mem delta = ws.mem;
   const int wg = plan.attn.wg;
   asp_cl_geom g = asp_attn_geom(pr, plan.attn.tile);
   cl_float scale = pr->d.scale;
@@ -107,6 +94,6 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
     st = asp_launch(chain, plan.program, "softmax_flash_bwd_dkdv", args,
                     sizeof args / sizeof args[0], 3, global, local);
   }
-  if (owned) clReleaseMemObject(owned);
+  asp_scratch_release(&ws);
   return st;
 }
