@@ -514,12 +514,7 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
                                              cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_attn_problem pr;
   const char *fn = "adasplash_attention_forward";
-  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  adasplash_status st = asp_attn_check_call(ctx, desc, fn, queue, nwait, wait, q, k, v, out, &pr);
   if (st == ADASPLASH_SUCCESS)
     st = asp_attn_check_overlaps(ctx, &pr, fn, q, k, v, out, 1, NULL, saved, 1, NULL, NULL, NULL,
                                  NULL, workspace);
@@ -530,11 +525,7 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
     st = asp_entmax_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
   else
     st = asp_baseline_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_attention_backward(
@@ -543,12 +534,7 @@ adasplash_status adasplash_attention_backward(
     cl_mem dalpha, cl_mem workspace, cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_attn_problem pr;
   const char *fn = "adasplash_attention_backward";
-  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  adasplash_status st = asp_attn_check_call(ctx, desc, fn, queue, nwait, wait, q, k, v, out, &pr);
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dout, "dout", 'o');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dq, "dq", 'q');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dk, "dk", 'k');
@@ -579,11 +565,7 @@ adasplash_status adasplash_attention_backward(
   else
     st = asp_baseline_backward(ctx, &pr, &chain, q, k, v, out, dout, saved, dq, dk, dv, dalpha,
                                workspace);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 /* Checks a saved buffer against desc for the read-back diagnostics; fills pr, tile, lay. */

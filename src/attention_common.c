@@ -188,10 +188,13 @@ adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_a
   return asp_check_buffer(ctx, buf, name, need);
 }
 
-adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
-                                       cl_command_queue queue, cl_uint nwait,
-                                       const cl_event *wait) {
-  adasplash_status st = asp_check_queue(ctx, queue);
+adasplash_status asp_attn_check_call(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     cl_command_queue queue, cl_uint nwait, const cl_event *wait,
+                                     cl_mem q, cl_mem k, cl_mem v, cl_mem out,
+                                     asp_attn_problem *pr) {
+  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, pr);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_queue(ctx, queue);
   if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, pr->d.alpha_buf, "desc->alpha_buf",
@@ -200,6 +203,10 @@ adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_a
     st = asp_check_optional_buffer(ctx, pr->d.q_lens, "desc->q_lens", (size_t)pr->d.batch * 4);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, pr->d.kv_lens, "desc->kv_lens", (size_t)pr->d.batch * 4);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, q, "q", 'q');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, k, "k", 'k');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, v, "v", 'v');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, out, "out", 'o');
   return st;
 }
 

@@ -38,8 +38,13 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
 /* Checks the input tensors q, k, v (and out/dout as "out"-shaped tensors, names given). */
 adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_attn_problem *pr,
                                        cl_mem buf, const char *name, char which);
-adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
-                                       cl_command_queue queue, cl_uint nwait, const cl_event *wait);
+/* The checks both enqueueing calls start with: desc (into pr), the queue, the wait list, the
+ * optional small buffers of desc, then q, k, v and out. */
+adasplash_status asp_attn_check_call(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     cl_command_queue queue, cl_uint nwait, const cl_event *wait,
+                                     cl_mem q, cl_mem k, cl_mem v, cl_mem out,
+                                     asp_attn_problem *pr);
 
 /* The tile plan (out->attn) for (family, dtype, head_dim): fits the tuning to the device, builds
  * the program and checks the kernels' limits; stored in the context's plans. */

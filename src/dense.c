@@ -273,6 +273,19 @@ static void asp_offsets_kv(asp_dense_ctx *dc, size_t *off, size_t per) {
   }
 }
 
+/* C = alpha A op(B) for every (batch, q head): A (Lq x k) and C (Lq x n) of the q head, B (n x k
+ * transposed when tb, else k x n) of its kv head. */
+static adasplash_status asp_dense_gemm_heads(asp_dense_ctx *dc, int tb, size_t n, size_t k,
+                                             float alpha, cl_mem a, cl_mem b, cl_mem c) {
+  const size_t Lq = (size_t)dc->pr->d.q_len, Lk = (size_t)dc->pr->d.kv_len;
+  const size_t D = (size_t)dc->pr->d.head_dim;
+  asp_offsets_q(dc, dc->off_a, Lq * k);
+  asp_offsets_kv(dc, dc->off_b, Lk * D);
+  asp_offsets_q(dc, dc->off_c, Lq * n);
+  return asp_gemm_batched(dc->chain, 0, tb, Lq, n, k, alpha, a, dc->off_a, k, b, dc->off_b,
+                          tb ? k : n, 0.0f, c, dc->off_c, n, dc->bh);
+}
+
 /* The row operator's job on P: rows of kv_len scores with their visible counts, the row's alpha. */
 static asp_rows_job asp_dense_rows_job(const asp_dense_ctx *dc) {
   const asp_attn_problem *pr = dc->pr;
@@ -298,29 +311,19 @@ adasplash_status asp_dense_forward(adasplash_context *ctx, const asp_attn_proble
   adasplash_status st = asp_dense_begin(ctx, pr, chain, "adasplash_attention_forward", 0, q, k, v,
                                         saved, workspace, &dc);
   const adasplash_attention_desc *d = &pr->d;
-  const size_t D = (size_t)d->head_dim, Lq = (size_t)d->q_len, Lk = (size_t)d->kv_len;
+  const size_t D = (size_t)d->head_dim, Lk = (size_t)d->kv_len;
   cl_mem *V = dc.view;
   if (st == ADASPLASH_SUCCESS) st = asp_dense_row_params(&dc);
-  if (st == ADASPLASH_SUCCESS) {
-    /* S = scale Q K^T per (batch, q head). */
-    asp_offsets_q(&dc, dc.off_a, Lq * D);
-    asp_offsets_kv(&dc, dc.off_b, Lk * D);
-    asp_offsets_q(&dc, dc.off_c, Lq * Lk);
-    st = asp_gemm_batched(chain, 0, 1, Lq, Lk, D, d->scale, V[DV_Q], dc.off_a, D, V[DV_K], dc.off_b,
-                          D, 0.0f, V[DV_P], dc.off_c, Lk, dc.bh);
-  }
+  /* S = scale Q K^T. */
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_dense_gemm_heads(&dc, 1, Lk, D, d->scale, V[DV_Q], V[DV_K], V[DV_P]);
   if (st == ADASPLASH_SUCCESS) {
     asp_rows_job job = asp_dense_rows_job(&dc);
     st = asp_rows_forward(ctx, &job, chain, V[DV_P], V[DV_P], NULL);
   }
-  if (st == ADASPLASH_SUCCESS) {
-    /* O = P V. */
-    asp_offsets_q(&dc, dc.off_a, Lq * Lk);
-    asp_offsets_kv(&dc, dc.off_b, Lk * D);
-    asp_offsets_q(&dc, dc.off_c, Lq * D);
-    st = asp_gemm_batched(chain, 0, 0, Lq, D, Lk, 1.0f, V[DV_P], dc.off_a, Lk, V[DV_V], dc.off_b, D,
-                          0.0f, V[DV_O], dc.off_c, D, dc.bh);
-  }
+  /* O = P V. */
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_dense_gemm_heads(&dc, 0, D, Lk, 1.0f, V[DV_P], V[DV_V], V[DV_O]);
   if (st == ADASPLASH_SUCCESS)
     st = asp_dense_convert(&dc, 1, V[DV_O], &pr->o, d->q_heads, d->q_len, out);
   asp_dense_end(&dc);
@@ -342,27 +345,17 @@ adasplash_status asp_dense_backward(adasplash_context *ctx, const asp_attn_probl
     st = asp_dense_convert(&dc, 0, dout, &pr->o, d->q_heads, d->q_len, V[DV_O]);
   /* Recomputes the visible counts too (identical to the saved ones). */
   if (st == ADASPLASH_SUCCESS && d->alpha_buf) st = asp_dense_row_params(&dc);
-  if (st == ADASPLASH_SUCCESS) {
-    /* dP = dO V^T. */
-    asp_offsets_q(&dc, dc.off_a, Lq * D);
-    asp_offsets_kv(&dc, dc.off_b, Lk * D);
-    asp_offsets_q(&dc, dc.off_c, Lq * Lk);
-    st = asp_gemm_batched(chain, 0, 1, Lq, Lk, D, 1.0f, V[DV_O], dc.off_a, D, V[DV_V], dc.off_b, D,
-                          0.0f, V[DV_DP], dc.off_c, Lk, dc.bh);
-  }
+  /* dP = dO V^T. */
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_dense_gemm_heads(&dc, 1, Lk, D, 1.0f, V[DV_O], V[DV_V], V[DV_DP]);
   if (st == ADASPLASH_SUCCESS) {
     asp_rows_job job = asp_dense_rows_job(&dc);
     st = asp_rows_backward(ctx, &job, chain, V[DV_P], V[DV_DP], V[DV_DP],
                            dalpha ? V[DV_DROW] : NULL);
   }
-  if (st == ADASPLASH_SUCCESS) {
-    /* dQ = scale dS K. */
-    asp_offsets_q(&dc, dc.off_a, Lq * Lk);
-    asp_offsets_kv(&dc, dc.off_b, Lk * D);
-    asp_offsets_q(&dc, dc.off_c, Lq * D);
-    st = asp_gemm_batched(chain, 0, 0, Lq, D, Lk, d->scale, V[DV_DP], dc.off_a, Lk, V[DV_K],
-                          dc.off_b, D, 0.0f, V[DV_DQ], dc.off_c, D, dc.bh);
-  }
+  /* dQ = scale dS K. */
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_dense_gemm_heads(&dc, 0, D, Lk, d->scale, V[DV_DP], V[DV_K], V[DV_DQ]);
   /* dK = scale sum_group dS^T Q, dV = sum_group P^T dO: one batched GEMM per member of the group,
    * accumulating with beta = 1 after the first. */
   const int group = d->q_heads / d->kv_heads;

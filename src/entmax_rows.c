@@ -382,15 +382,26 @@ static size_t asp_rows_matrix_bytes(const asp_rows_job *job) {
          adasplash_dtype_size(job->dtype);
 }
 
-static adasplash_status asp_rows_check_common(const adasplash_context *ctx, const asp_rows_job *job,
-                                              cl_command_queue queue, cl_uint nwait,
-                                              const cl_event *wait) {
-  adasplash_status st = asp_check_queue(ctx, queue);
+/* The checks every enqueueing row call starts with: desc (into job), the queue, the wait list, the
+ * optional per-row vectors, then the n matrices (x, y, ...; names as given) of the shape desc
+ * describes, whose extent in bytes goes to *bytes. */
+static adasplash_status asp_rows_check_call(const adasplash_context *ctx,
+                                            const adasplash_entmax_desc *desc, const char *fn,
+                                            cl_command_queue queue, cl_uint nwait,
+                                            const cl_event *wait, const cl_mem *mats,
+                                            const char *const *names, size_t n, asp_rows_job *job,
+                                            size_t *bytes) {
+  *bytes = 0;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, job);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_queue(ctx, queue);
   if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, job->alpha_buf, "desc->alpha_buf", job->rows * 4);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, job->valid_cols, "desc->valid_cols", job->rows * 4);
+  if (st == ADASPLASH_SUCCESS) *bytes = asp_rows_matrix_bytes(job);
+  for (size_t i = 0; i < n && st == ADASPLASH_SUCCESS; ++i)
+    st = asp_check_buffer(ctx, mats[i], names[i], *bytes);
   return st;
 }
 
@@ -406,11 +417,11 @@ adasplash_status adasplash_entmax_forward(adasplash_context *ctx, const adasplas
                                           cl_command_queue queue, cl_mem x, cl_mem y, cl_mem sweeps,
                                           cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_forward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {x, y};
+  static const char *const names[] = {"x", "y"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_entmax_forward", queue, nwait,
+                                            wait, mats, names, 2, &job, &bytes);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, sweeps, "sweeps", job.rows * sizeof(cl_int));
   if (st == ADASPLASH_SUCCESS) {
@@ -426,11 +437,7 @@ adasplash_status adasplash_entmax_forward(adasplash_context *ctx, const adasplas
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
   st = asp_rows_forward(ctx, &job, &chain, x, y, sweeps);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
@@ -439,12 +446,11 @@ adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
                                            cl_mem dalpha, cl_uint nwait, const cl_event *wait,
                                            cl_event *event) {
   asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_backward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dy, "dy", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dx, "dx", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {y, dy, dx};
+  static const char *const names[] = {"y", "dy", "dx"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_entmax_backward", queue, nwait,
+                                            wait, mats, names, 3, &job, &bytes);
   size_t dalpha_bytes = job.alpha_buf ? job.rows * 4 : 4;
   if (st == ADASPLASH_SUCCESS) st = asp_check_optional_buffer(ctx, dalpha, "dalpha", dalpha_bytes);
   if (st == ADASPLASH_SUCCESS) {
@@ -466,11 +472,7 @@ adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
   if (st == ADASPLASH_SUCCESS && per_row)
     st = asp_rows_sum_floats(ctx, job.dtype, &chain, per_row, job.rows, dalpha);
   if (per_row) clReleaseMemObject(per_row);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
@@ -486,20 +488,16 @@ adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
     d.alpha_buf = NULL;
     desc = &d;
   }
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_softmax_rows_forward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {x, y};
+  static const char *const names[] = {"x", "y"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_softmax_rows_forward", queue,
+                                            nwait, wait, mats, names, 2, &job, &bytes);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
   st = asp_rows_softmax(ctx, &job, &chain, x, y);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 /* ---- host-memory variants
@@ -508,9 +506,10 @@ adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
 static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
                                             const adasplash_entmax_desc *desc, const char *fn,
                                             const float *alpha, const int *valid_cols,
-                                            adasplash_entmax_desc *dev_desc, asp_host_set *hb) {
-  asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, &job);
+                                            adasplash_entmax_desc *dev_desc, asp_host_set *hb,
+                                            asp_rows_job *job, size_t *bytes) {
+  *bytes = 0;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, job);
   if (st != ADASPLASH_SUCCESS && !(st == ADASPLASH_ERROR_INVALID_ALPHA && alpha)) return st;
   if (desc->alpha_buf || desc->valid_cols)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
@@ -523,7 +522,7 @@ static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
   *dev_desc = *desc;
   if (alpha) {
     dev_desc->alpha = 1.5f;
-    st = asp_rows_check_desc(ctx, dev_desc, fn, &job);
+    st = asp_rows_check_desc(ctx, dev_desc, fn, job);
     if (st != ADASPLASH_SUCCESS) return st;
   }
   st = asp_rows_prepare(ctx, desc->dtype);
@@ -531,6 +530,8 @@ static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
     st = asp_host_buffer(ctx, hb, alpha, desc->rows * 4, &dev_desc->alpha_buf);
   if (st == ADASPLASH_SUCCESS && valid_cols)
     st = asp_host_buffer(ctx, hb, valid_cols, desc->rows * 4, &dev_desc->valid_cols);
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, dev_desc, fn, job);
+  if (st == ADASPLASH_SUCCESS) *bytes = asp_rows_matrix_bytes(job);
   return st;
 }
 
@@ -543,10 +544,10 @@ adasplash_status adasplash_entmax_forward_host(adasplash_context *ctx,
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn, x ? "y" : "x");
   asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
-  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb);
   asp_rows_job job;
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  size_t bytes;
+  adasplash_status st =
+      asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb, &job, &bytes);
   cl_mem bx = NULL, by = NULL, bs = NULL;
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, x, bytes, &bx);
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);
@@ -570,10 +571,9 @@ adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
   (void)valid_cols; /* the backward reads the validity from y (zeros) */
   asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
-  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb);
   asp_rows_job job;
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  size_t bytes;
+  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb, &job, &bytes);
   cl_mem by = NULL, bdy = NULL, bdx = NULL, bda = NULL;
   size_t da_bytes = alpha ? job.rows * 4 : 4;
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);

@@ -133,20 +133,15 @@ adasplash_status asp_chain_barrier(asp_chain *c) {
   return ADASPLASH_SUCCESS;
 }
 
-adasplash_status asp_chain_finish(asp_chain *c, cl_event *event) {
-  if (!c->last && event) {
+adasplash_status asp_chain_end(asp_chain *c, adasplash_status st, cl_event *event) {
+  if (st == ADASPLASH_SUCCESS && !c->last && event) {
     cl_int err = clEnqueueMarkerWithWaitList(c->queue, c->nwait, c->wait, &c->last);
     if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueMarkerWithWaitList");
   }
-  if (event)
+  if (st == ADASPLASH_SUCCESS && event)
     *event = c->last;
   else if (c->last)
     clReleaseEvent(c->last);
   c->last = NULL;
-  return ADASPLASH_SUCCESS;
-}
-
-void asp_chain_abandon(asp_chain *c) {
-  if (c->last) clReleaseEvent(c->last);
-  c->last = NULL;
+  return st;
 }

@@ -44,10 +44,9 @@ adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, s
  * last one (the chain releases it). */
 adasplash_status asp_chain_barrier(asp_chain *c);
 void asp_chain_adopt(asp_chain *c, cl_event ev);
-/* Hands the last event to *event (if non-NULL) or releases it. With no command enqueued, a marker
- * stands in so the caller still gets an event that completes after its wait list. */
-adasplash_status asp_chain_finish(asp_chain *c, cl_event *event);
-/* On an error path: release the last event. */
-void asp_chain_abandon(asp_chain *c);
+/* Ends a call: when st is success, hands the last event to *event (if non-NULL) or releases it
+ * (with no command enqueued, a marker stands in so the caller still gets an event that completes
+ * after its wait list); otherwise releases the last event and returns st. */
+adasplash_status asp_chain_end(asp_chain *c, adasplash_status st, cl_event *event);
 
 #endif /* ASP_LAUNCH_H */

@@ -23,19 +23,23 @@ void asp_softmax_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,
   sizes->workspace = asp_softmax_rows(pr) * 4; /* delta of the backward */
 }
 
+/* The plan of pr and, when the call has one, the caller's saved buffer checked. */
+static adasplash_status asp_softmax_begin(adasplash_context *ctx, const asp_attn_problem *pr,
+                                          const char *fn, cl_mem saved, asp_plan *plan) {
+  adasplash_status st =
+      asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, plan);
+  if (st == ADASPLASH_SUCCESS && saved)
+    st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, asp_softmax_rows(pr) * 4);
+  return st;
+}
+
 adasplash_status asp_softmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                      asp_chain *chain, cl_mem q, cl_mem k, cl_mem v, cl_mem out,
                                      cl_mem saved, cl_mem workspace) {
   (void)workspace;
   asp_plan plan;
-  adasplash_status st =
-      asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, &plan);
+  adasplash_status st = asp_softmax_begin(ctx, pr, "adasplash_attention_forward", saved, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  if (saved) {
-    st = asp_scratch_check(ctx, "adasplash_attention_forward", ASP_SCRATCH_SAVED, saved,
-                           asp_softmax_rows(pr) * 4);
-    if (st != ADASPLASH_SUCCESS) return st;
-  }
   const int wg = plan.attn.wg;
   asp_cl_geom g = asp_attn_geom(pr, plan.attn.tile);
   cl_float scale = pr->d.scale;
@@ -56,13 +60,10 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
                                       cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv,
                                       cl_mem dalpha, cl_mem workspace) {
   (void)dalpha;
-  asp_plan plan;
-  adasplash_status st =
-      asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim, &plan);
-  if (st != ADASPLASH_SUCCESS) return st;
   const char *fn = "adasplash_attention_backward";
   const size_t rows = asp_softmax_rows(pr);
-  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, rows * 4);
+  asp_plan plan;
+  adasplash_status st = asp_softmax_begin(ctx, pr, fn, saved, &plan);
   asp_scratch ws;
   if (st == ADASPLASH_SUCCESS)
     st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, rows * 4, &ws);

@@ -161,45 +161,51 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
 
 /* ---- defaults per device class, the tuned file, the override --------------------------------- */
 
-void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {
-  memset(t, 0, sizeof *t);
-  t->local_mem = (unsigned long)dev->info.local_mem_size;
-  t->max_wg = (unsigned long)dev->info.max_work_group_size;
-  if (dev->device_class == ASP_DEVICE_GPU) {
-    /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
-     * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
-     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (tools/gpu_session.sh sweep). */
-    t->attn_tile = 32;
-    t->attn_wg = 64;
-    t->attn_dk = 16;
-    t->attn_bins = 16;
-    t->rows_wg = 256;
-    t->rows_bins = 64;
-    t->rows_seg_cols = 65536;
-    /* One work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
-     * H100, 15x the plain-bracket start. */
-    t->rows_wg_bracket = 1;
-  } else {
+/* The defaults of each device class; local_mem and max_wg are the device's. Both classes use the
+ * histogram start (attn_hist, the AdaSplash-2 method), cache short rows in local memory and split
+ * rows past 65536 columns. The fused backward (dQ added atomically) won on both classes measured:
+ * H100, N=16384, H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1
+ * split; PoCL (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles,
+ * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
+ * attn_bwd_fused=0 is. */
+static const asp_tuning asp_class_defaults[] = {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
      * 16x16 tiles: adasplash-tune on PoCL (2-core EPYC, N=2048, H=4, D=64, f32, causal, beta=2)
      * measured fwd+bwd 472 ms against 817 ms with 32x32 (finer tiles skip more, and a work-item
      * owns 2x2 scores instead of 4x4); at N=4096 entmax 1561 vs 2734 ms, softmax 4967 vs 6416. */
-    t->attn_tile = 16;
-    t->attn_wg = 64;
-    t->attn_dk = 32;
-    t->attn_bins = 16;
-    t->rows_wg = 64;
-    t->rows_bins = 64;
-    t->rows_seg_cols = 65536;
-  }
-  t->rows_cache = 1;
-  t->attn_hist = 1;
-  /* The fused backward (dQ added atomically) won on both device classes measured: H100, N=16384,
-   * H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1 split; PoCL
-   * (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles, N=2048:
-   * fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order); attn_bwd_fused=0
-   * is. */
-  t->attn_bwd_fused = 1;
+    [ASP_DEVICE_CPU] = {.attn_tile = 16,
+                        .attn_wg = 64,
+                        .attn_dk = 32,
+                        .attn_bins = 16,
+                        .attn_hist = 1,
+                        .attn_bwd_fused = 1,
+                        .rows_wg = 64,
+                        .rows_bins = 64,
+                        .rows_seg_cols = 65536,
+                        .rows_cache = 1,
+                        .rows_wg_bracket = 0},
+    /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
+     * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
+     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (tools/gpu_session.sh sweep).
+     * Rows: one work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
+     * H100, 15x the plain-bracket start, hence rows_wg_bracket=1. */
+    [ASP_DEVICE_GPU] = {.attn_tile = 32,
+                        .attn_wg = 64,
+                        .attn_dk = 16,
+                        .attn_bins = 16,
+                        .attn_hist = 1,
+                        .attn_bwd_fused = 1,
+                        .rows_wg = 256,
+                        .rows_bins = 64,
+                        .rows_seg_cols = 65536,
+                        .rows_cache = 1,
+                        .rows_wg_bracket = 1},
+};
+
+void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {
+  *t = asp_class_defaults[dev->device_class];
+  t->local_mem = (unsigned long)dev->info.local_mem_size;
+  t->max_wg = (unsigned long)dev->info.max_work_group_size;
 }
 
 /* "<dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. dir is the cache directory
