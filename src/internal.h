@@ -1,6 +1,22 @@
 /*
- * internal.h - the context structure and the internal interfaces shared by the host sources.
- * Nothing here is part of the public API.
+ * internal.h - the context structure and the interfaces of the lower host layers (errors, device
+ * description and choice, programs, argument checks, buffers). Nothing here is part of the public
+ * API. The other internal headers: tuning.h, variant.h, launch.h, workspace.h, entmax_rows.h,
+ * attention_common.h, attention_internal.h, and the self-contained platform.h, dtype.h, sha256.h,
+ * disk_cache.h, kernels_embedded.h.
+ *
+ * Dependency order of src/ (a file calls only files on the lines above its own):
+ *   platform
+ *   status, sha256
+ *   dtype, validate, buffers, device_info, device_select, kernel_source, disk_cache
+ *   program_cache
+ *   tuning, variant, launch, workspace
+ *   context
+ *   entmax_rows
+ *   attention_common
+ *   softmax_flash, dense (dense registers a release hook with context)
+ *   attention
+ *   attention_host, warmup
  */
 #ifndef ASP_INTERNAL_H
 #define ASP_INTERNAL_H
