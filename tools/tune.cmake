@@ -1,14 +1,10 @@
 # adasplash-tune (included by tools/CMakeLists.txt): searches launch parameters on the current
 # device, verifies each candidate against the double reference and writes the per-device tuned
-# file (docs/TUNING.md). The reference (tests/reference.c) and the benchmark input generator
-# (bench/locality.c) are compiled in; the key table comes from the library's public API.
+# file (docs/TUNING.md). The reference and the benchmark input generator come from devtools.
 add_executable(adasplash-tune
-  adasplash_tune.c tune_space.c tune_verify.c tune_timing.c tune_file.c
-  ${PROJECT_SOURCE_DIR}/tests/reference.c
-  ${PROJECT_SOURCE_DIR}/bench/locality.c)
-target_include_directories(adasplash-tune PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
-  ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/bench)
-target_link_libraries(adasplash-tune PRIVATE adasplash::adasplash)
+  adasplash_tune.c tune_space.c tune_verify.c tune_timing.c tune_file.c)
+target_include_directories(adasplash-tune PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(adasplash-tune PRIVATE adasplash_devtools adasplash::adasplash)
 if(UNIX)
   target_link_libraries(adasplash-tune PRIVATE m)
 endif()

@@ -1,7 +1,7 @@
 /*
- * locality.h - deterministic benchmark inputs for adasplash-bench: the splitmix64 + Box-Muller
- * normal generator, the locality attention inputs of DESIGN.md section 8 (random walk keys and
- * queries) and the two row-entmax input kinds (gaussian, peaked).
+ * locality.h - deterministic benchmark inputs (adasplash-bench, adasplash-tune): the splitmix64 +
+ * Box-Muller normal generator, the locality attention inputs (random walk keys and queries, below)
+ * and the two row-entmax input kinds (gaussian, peaked).
  *
  * PRNG (documented so other tools can reproduce the data bit for bit):
  *  - splitmix64: state += 0x9E3779B97F4A7C15; z = state; z = (z ^ z>>30) * 0xBF58476D1CE4E5B9;

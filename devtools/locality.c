@@ -1,7 +1,7 @@
 /*
- * locality.c - deterministic benchmark inputs for adasplash-bench: splitmix64 streams, Box-Muller
- * normals, the locality attention generator (DESIGN.md section 8) and the gaussian / peaked rows
- * of the entmax-rows mode. The exact definitions are in locality.h.
+ * locality.c - deterministic benchmark inputs: splitmix64 streams, Box-Muller normals, the locality
+ * attention generator and the gaussian / peaked rows of the entmax-rows mode. The exact
+ * definitions are in locality.h.
  */
 #include "locality.h"
 

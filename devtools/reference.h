@@ -1,6 +1,6 @@
 /* reference.h - Independent double-precision reference for alpha-entmax and entmax attention.
  *
- * Used only by the test suite as ground truth for the OpenCL library. Pure C11 + libm, no OpenCL.
+ * Ground truth for the OpenCL library (tests, adasplash-tune's verification). Pure C11 + libm.
  * Simple and exact rather than fast. Conventions follow the `entmax` Python package: for logits z
  * and 1 < alpha <= 2, x = (alpha - 1) * z is the "scaled space", p_j = [x_j - tau]_+^(1/(alpha-1))
  * with tau chosen so that sum_j p_j = 1. All exported symbols use the prefix ref_. */
