@@ -26,3 +26,9 @@ void dt_lib_message(const adasplash_context *ctx, adasplash_status st, const cha
   snprintf(out, size, "%s%s%s: %s%s", what ? what : "", what ? ": " : "",
            adasplash_status_string(st), msg, code);
 }
+
+int dt_lib_failure(const adasplash_context *ctx, adasplash_status st, const char *what, char *out,
+                   size_t size) {
+  dt_lib_message(ctx, st, what, out, size);
+  return -1;
+}

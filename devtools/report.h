@@ -22,5 +22,8 @@ void dt_error(const char *prog, const char *fmt, ...)
  * last error). what may be NULL: the text then starts with the status. */
 void dt_lib_message(const adasplash_context *ctx, adasplash_status st, const char *what, char *out,
                     size_t size);
+/* dt_lib_message, returning -1: for helpers that report a failure as -1 with the reason. */
+int dt_lib_failure(const adasplash_context *ctx, adasplash_status st, const char *what, char *out,
+                   size_t size);
 
 #endif /* ADASPLASH_DEVTOOLS_REPORT_H */

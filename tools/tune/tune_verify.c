@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "locality.h"
-#include "tune_failure.h"
+#include "report.h"
 #include "reference.h"
 
 #define TUNE_VERIFY_TOL 1e-3
@@ -235,7 +235,7 @@ static int tune_verify_attn_case(tune_attn_case *c, adasplash_context *ctx, doub
   size_t saved_bytes = 0;
   adasplash_status st = adasplash_attention_saved_size(ctx, &c->desc, &saved_bytes);
   if (st != ADASPLASH_SUCCESS)
-    return tune_lib_failure(ctx, st, "adasplash_attention_saved_size", why, why_size);
+    return dt_lib_failure(ctx, st, "adasplash_attention_saved_size", why, why_size);
   const size_t qb = c->qn * sizeof(float), kb = c->kvn * sizeof(float);
   tune_buffers b = {{NULL}, 0};
   /* q k v dout | out dq dk dv saved */
@@ -254,12 +254,12 @@ static int tune_verify_attn_case(tune_attn_case *c, adasplash_context *ctx, doub
   int rc = 0;
   st = adasplash_attention_forward(ctx, &c->desc, NULL, q, k, v, out, saved, NULL, 0, NULL, &fwd);
   if (st != ADASPLASH_SUCCESS) {
-    rc = tune_lib_failure(ctx, st, "adasplash_attention_forward", why, why_size);
+    rc = dt_lib_failure(ctx, st, "adasplash_attention_forward", why, why_size);
   } else {
     st = adasplash_attention_backward(ctx, &c->desc, NULL, q, k, v, out, dout, saved, dq, dk, dv,
                                       NULL, NULL, 1, &fwd, &bwd);
     if (st != ADASPLASH_SUCCESS)
-      rc = tune_lib_failure(ctx, st, "adasplash_attention_backward", why, why_size);
+      rc = dt_lib_failure(ctx, st, "adasplash_attention_backward", why, why_size);
   }
   float *got = rc == 0 ? (float *)malloc(c->qn > c->kvn ? qb : kb) : NULL;
   if (rc == 0 && !got) {
@@ -334,7 +334,7 @@ int tune_verify_rows(tune_verify *v, adasplash_context *ctx, double *worst, char
   if (rc == 0) {
     st = adasplash_entmax_forward(ctx, d, NULL, x, y, NULL, 0, NULL, &ev);
     if (st != ADASPLASH_SUCCESS)
-      rc = tune_lib_failure(ctx, st, "adasplash_entmax_forward", why, why_size);
+      rc = dt_lib_failure(ctx, st, "adasplash_entmax_forward", why, why_size);
   }
   if (rc == 0) {
     err = clEnqueueReadBuffer(queue, y, CL_TRUE, 0, bytes, got, 1, &ev, NULL);
@@ -359,7 +359,7 @@ int tune_verify_rows(tune_verify *v, adasplash_context *ctx, double *worst, char
                               dx_ref + r * d->cols, NULL);
     st = adasplash_entmax_backward(ctx, d, NULL, y, dy, dx, NULL, 0, NULL, &ev);
     if (st != ADASPLASH_SUCCESS)
-      rc = tune_lib_failure(ctx, st, "adasplash_entmax_backward", why, why_size);
+      rc = dt_lib_failure(ctx, st, "adasplash_entmax_backward", why, why_size);
   }
   if (rc == 0) {
     err = clEnqueueReadBuffer(queue, dx, CL_TRUE, 0, bytes, got, 1, &ev, NULL);

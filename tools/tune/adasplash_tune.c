@@ -22,9 +22,12 @@
 #include <time.h>
 
 #include "adasplash.h"
+#include "cli.h"
+#include "report.h"
+#include "timing.h"
 #include "tune_file.h"
 #include "tune_space.h"
-#include "tune_timing.h"
+#include "tune_work.h"
 #include "tune_verify.h"
 
 #define EXIT_USAGE 2
@@ -108,26 +111,7 @@ typedef struct tune_run {
 /* ---- small helpers ---------------------------------------------------------------------------
  */
 
-static double tune_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void tune_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static void tune_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fflush(stdout);
-  fputs("adasplash-tune: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
+#define TUNE_PROG "adasplash-tune"
 
 /* Progress on stderr with the elapsed time. */
 static void tune_progress(const tune_run *r, const char *fmt, ...)
@@ -138,18 +122,10 @@ static void tune_progress(const tune_run *r, const char *fmt, ...)
 static void tune_progress(const tune_run *r, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "adasplash-tune: [%7.1f s] ", tune_now() - r->t_start);
+  fprintf(stderr, "adasplash-tune: [%7.1f s] ", dt_now() - r->t_start);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-}
-
-/* "<prefix><status>: <last error message>" into out. */
-static void tune_lib_message(const adasplash_context *ctx, adasplash_status st, const char *prefix,
-                             char *out, size_t size) {
-  char msg[1024] = "";
-  adasplash_get_last_error(ctx, msg, sizeof msg, NULL);
-  snprintf(out, size, "%s%s: %s", prefix, adasplash_status_string(st), msg);
 }
 
 /* printf at out + *used, advancing *used (output cut at size). */
@@ -178,17 +154,6 @@ static const char *tune_target_name(tune_target t) {
 /* ---- command line ----------------------------------------------------------------------------
  */
 
-static int tune_parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
-  char *end = NULL;
-  long x = v ? strtol(v, &end, 10) : 0;
-  if (!v || end == v || *end || x < lo || x > hi) {
-    tune_error("%s needs an integer in [%ld, %ld] (got \"%s\")", opt, lo, hi, v ? v : "");
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
-
 static int tune_parse_args(int argc, char **argv, tune_opts *o) {
   memset(o, 0, sizeof *o);
   o->batch = 1;
@@ -199,7 +164,7 @@ static int tune_parse_args(int argc, char **argv, tune_opts *o) {
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    long x = 0;
+    long long x = 0;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(tune_usage, stdout);
       exit(0);
@@ -217,48 +182,29 @@ static int tune_parse_args(int argc, char **argv, tune_opts *o) {
     } else if (strcmp(a, "--output") == 0 && v) {
       o->output = argv[++i];
     } else if (strcmp(a, "--only") == 0 && v) {
-      ++i;
-      if (strcmp(v, "attention") == 0) {
-        o->do_rows = 0;
-      } else if (strcmp(v, "rows") == 0) {
-        o->do_attention = 0;
-      } else {
-        tune_error("--only takes attention or rows (got \"%s\")", v);
-        return -1;
-      }
+      static const char *const targets[] = {"attention", "rows"};
+      if (dt_cli_names(TUNE_PROG, a, argv[++i], targets, 2, &x, 1) < 0) return -1;
+      o->do_rows = x != 0;
+      o->do_attention = x == 0;
     } else if (strcmp(a, "--dtype") == 0 && v) {
-      ++i;
+      static const char *const dtypes[] = {"f32", "f16", "bf16"}; /* in adasplash_dtype order */
+      if (dt_cli_names(TUNE_PROG, a, argv[++i], dtypes, 3, &x, 1) < 0) return -1;
+      o->dtype = (adasplash_dtype)x;
       o->dtype_set = 1;
-      if (strcmp(v, "f32") == 0) {
-        o->dtype = ADASPLASH_F32;
-      } else if (strcmp(v, "f16") == 0) {
-        o->dtype = ADASPLASH_F16;
-      } else if (strcmp(v, "bf16") == 0) {
-        o->dtype = ADASPLASH_BF16;
-      } else {
-        tune_error("--dtype takes f32, f16 or bf16 (got \"%s\")", v);
-        return -1;
-      }
     } else if (strcmp(a, "--alpha") == 0 && v) {
-      char *end = NULL;
-      o->alpha = strtod(argv[++i], &end);
-      if (end == v || *end || !(o->alpha > 1.0 && o->alpha <= 2.0)) {
-        tune_error("--alpha needs a number in (1, 2] (got \"%s\")", v);
+      if (dt_cli_doubles(TUNE_PROG, a, argv[++i], 1.0, 2.0, &o->alpha, 1) < 0) return -1;
+      if (o->alpha == 1.0) {
+        dt_error(TUNE_PROG, "--alpha must be greater than 1");
         return -1;
       }
     } else if (strcmp(a, "--budget-seconds") == 0 && v) {
-      char *end = NULL;
-      o->budget = strtod(argv[++i], &end);
-      if (end == v || *end || !(o->budget >= 0.0)) {
-        tune_error("--budget-seconds needs a number >= 0 (got \"%s\")", v);
-        return -1;
-      }
+      if (dt_cli_doubles(TUNE_PROG, a, argv[++i], 0.0, HUGE_VAL, &o->budget, 1) < 0) return -1;
     } else if ((strcmp(a, "--n") == 0 || strcmp(a, "--d") == 0 || strcmp(a, "--heads") == 0 ||
                 strcmp(a, "--batch") == 0 || strcmp(a, "--repeats") == 0 ||
                 strcmp(a, "--rows") == 0 || strcmp(a, "--cols") == 0) &&
                v) {
-      long hi = strcmp(a, "--d") == 0 ? 256 : (1L << 26);
-      if (tune_parse_long(a, argv[++i], 1, hi, &x) != 0) return -1;
+      const long long hi = strcmp(a, "--d") == 0 ? 256 : (1LL << 26);
+      if (dt_cli_ints(TUNE_PROG, a, argv[++i], 1, hi, &x, 1) < 0) return -1;
       if (strcmp(a, "--n") == 0) o->n = (int)x;
       if (strcmp(a, "--d") == 0) o->d = (int)x;
       if (strcmp(a, "--heads") == 0) o->heads = (int)x;
@@ -267,12 +213,12 @@ static int tune_parse_args(int argc, char **argv, tune_opts *o) {
       if (strcmp(a, "--rows") == 0) o->rows = (size_t)x;
       if (strcmp(a, "--cols") == 0) o->cols = (size_t)x;
     } else {
-      tune_error("unknown option or missing value: \"%s\"", a);
+      dt_error(TUNE_PROG, "unknown option or missing value: \"%s\"", a);
       return -1;
     }
   }
   if (o->check && (o->dry_run || o->output)) {
-    tune_error("--check cannot be combined with --dry-run or --output");
+    dt_error(TUNE_PROG, "--check cannot be combined with --dry-run or --output");
     return -1;
   }
   return 0;
@@ -326,7 +272,7 @@ static tune_outcome tune_measure(tune_run *r, tune_target target, const tune_con
   adasplash_status st = tune_context(r, text, &ctx);
   note[0] = '\0';
   if (st != ADASPLASH_SUCCESS) {
-    tune_lib_message(NULL, st, "rejected: ", note, note_size);
+    dt_lib_message(NULL, st, "rejected", note, note_size);
     return TUNE_SKIPPED;
   }
   /* Prepare the fp32 verification kernels and the timed ones (resource limits show here). */
@@ -343,7 +289,7 @@ static tune_outcome tune_measure(tune_run *r, tune_target target, const tune_con
   }
   tune_outcome out = TUNE_MEASURED;
   if (st != ADASPLASH_SUCCESS) {
-    tune_lib_message(ctx, st, "prepare failed: ", note, note_size);
+    dt_lib_message(ctx, st, "prepare failed", note, note_size);
     out = TUNE_SKIPPED;
   }
   if (out == TUNE_MEASURED) {
@@ -375,7 +321,7 @@ static int tune_retime(tune_run *r, tune_target target, const tune_config *c, tu
     st = target == TUNE_ATTENTION ? adasplash_attention_prepare(ctx, tune_work_attention_desc(work))
                                   : adasplash_entmax_prepare(ctx, tune_work_rows_desc(work));
   if (st != ADASPLASH_SUCCESS) {
-    tune_lib_message(ctx, st, "", note, note_size);
+    dt_lib_message(ctx, st, NULL, note, note_size);
     adasplash_context_release(ctx);
     return -1;
   }
@@ -427,7 +373,8 @@ static int tune_phase(tune_run *r, tune_target target, tune_work *work, double d
   tune_outcome out = tune_measure(r, target, &r->best, work, &ms, note, sizeof note);
   tune_report(r, target, "defaults", out, ms, note);
   if (out != TUNE_MEASURED) {
-    tune_error("the defaults failed on this device (%s): nothing to compare against", note);
+    dt_error(TUNE_PROG, "the defaults failed on this device (%s): nothing to compare against",
+             note);
     return 1;
   }
   r->default_ms[target] = r->best_ms[target] = ms;
@@ -453,7 +400,7 @@ static int tune_phase(tune_run *r, tune_target target, tune_work *work, double d
     int tried = 0;
     for (size_t j = 0; j < nv; ++j) {
       if (values[j] == r->best.value[i]) continue;
-      if (tune_now() >= deadline) {
+      if (dt_now() >= deadline) {
         spent = 1;
         size_t u = strlen(r->unsearched[target]);
         snprintf(r->unsearched[target] + u, sizeof r->unsearched[target] - u, "%s%s%s",
@@ -618,16 +565,16 @@ static int tune_open(tune_run *r, adasplash_context **owner) {
   adasplash_status st = adasplash_context_create(&opt, owner);
   if (st != ADASPLASH_SUCCESS) {
     char msg[1200];
-    tune_lib_message(NULL, st, "", msg, sizeof msg);
+    dt_lib_message(NULL, st, NULL, msg, sizeof msg);
     if (st == ADASPLASH_ERROR_NO_DEVICE)
-      tune_error("no OpenCL device is available (%s)", msg);
+      dt_error(TUNE_PROG, "no OpenCL device is available (%s)", msg);
     else if (st == ADASPLASH_ERROR_INVALID_TUNING)
-      tune_error(
-          "the current tuned file is not accepted: %s (remove it, or point "
-          "ADASPLASH_TUNE_FILE elsewhere)",
-          msg);
+      dt_error(TUNE_PROG,
+               "the current tuned file is not accepted: %s (remove it, or point "
+               "ADASPLASH_TUNE_FILE elsewhere)",
+               msg);
     else
-      tune_error("adasplash_context_create: %s", msg);
+      dt_error(TUNE_PROG, "adasplash_context_create: %s", msg);
     return 1;
   }
   r->info.struct_size = sizeof r->info;
@@ -658,7 +605,7 @@ static void tune_check_item(const char *key, long value, int ok, void *arg) {
 
 static int tune_check(const tune_opts *o) {
   if (o->check_file && setenv("ADASPLASH_TUNE_FILE", o->check_file, 1) != 0) {
-    tune_error("setenv failed");
+    dt_error(TUNE_PROG, "setenv failed");
     return 1;
   }
   adasplash_context_options opt;
@@ -668,11 +615,11 @@ static int tune_check(const tune_opts *o) {
   adasplash_status st = adasplash_context_create(&opt, &ctx);
   char msg[1200];
   if (st != ADASPLASH_SUCCESS) {
-    tune_lib_message(NULL, st, "", msg, sizeof msg);
+    dt_lib_message(NULL, st, NULL, msg, sizeof msg);
     if (st == ADASPLASH_ERROR_NO_DEVICE)
-      tune_error("no OpenCL device is available (%s)", msg);
+      dt_error(TUNE_PROG, "no OpenCL device is available (%s)", msg);
     else
-      tune_error("the library refused the tuned file: %s", msg);
+      dt_error(TUNE_PROG, "the library refused the tuned file: %s", msg);
     return 1;
   }
   adasplash_device_info info;
@@ -680,8 +627,8 @@ static int tune_check(const tune_opts *o) {
   adasplash_context_get_device_info(ctx, &info);
   int rc = 0;
   if (!info.tuned_file_loaded) {
-    tune_error("no tuned file was read (looked for \"%s\")",
-               info.tuned_file[0] ? info.tuned_file : "nothing: the cache directory is off");
+    dt_error(TUNE_PROG, "no tuned file was read (looked for \"%s\")",
+             info.tuned_file[0] ? info.tuned_file : "nothing: the cache directory is off");
     rc = 1;
   }
   char text[8192];
@@ -689,20 +636,20 @@ static int tune_check(const tune_opts *o) {
   memset(&s, 0, sizeof s);
   s.applied = info.tuning;
   if (rc == 0 && tune_file_read(info.tuned_file, text, sizeof text, msg, sizeof msg) != 0) {
-    tune_error("%s", msg);
+    dt_error(TUNE_PROG, "%s", msg);
     rc = 1;
   }
   if (rc == 0) {
     tune_text_items(text, tune_check_item, &s);
     if (s.mismatches) {
-      tune_error("%s: %d of %d keys not applied as written (%s)", info.tuned_file, s.mismatches,
-                 s.keys, s.why);
+      dt_error(TUNE_PROG, "%s: %d of %d keys not applied as written (%s)", info.tuned_file,
+               s.mismatches, s.keys, s.why);
       rc = 1;
     }
   }
   tune_verify *v = rc == 0 ? tune_verify_create(o->d, o->alpha) : NULL;
   if (rc == 0 && !v) {
-    tune_error("out of host memory");
+    dt_error(TUNE_PROG, "out of host memory");
     rc = 1;
   }
   double worst_a = 0.0, worst_r = 0.0;
@@ -713,17 +660,17 @@ static int tune_check(const tune_opts *o) {
       st = adasplash_attention_prepare(ctx, &descs[i]);
     if (st == ADASPLASH_SUCCESS) st = adasplash_entmax_prepare(ctx, tune_verify_rows_desc(v));
     if (st != ADASPLASH_SUCCESS) {
-      tune_lib_message(ctx, st, "", msg, sizeof msg);
-      tune_error("prepare with the tuned parameters failed: %s", msg);
+      dt_lib_message(ctx, st, NULL, msg, sizeof msg);
+      dt_error(TUNE_PROG, "prepare with the tuned parameters failed: %s", msg);
       rc = 1;
     }
   }
   if (rc == 0 && tune_verify_attention(v, ctx, &worst_a, msg, sizeof msg) != 0) {
-    tune_error("attention with the tuned parameters: %s", msg);
+    dt_error(TUNE_PROG, "attention with the tuned parameters: %s", msg);
     rc = 1;
   }
   if (rc == 0 && tune_verify_rows(v, ctx, &worst_r, msg, sizeof msg) != 0) {
-    tune_error("row entmax with the tuned parameters: %s", msg);
+    dt_error(TUNE_PROG, "row entmax with the tuned parameters: %s", msg);
     rc = 1;
   }
   if (rc == 0)
@@ -743,7 +690,7 @@ static int tune_search(tune_opts *o) {
   tune_run r;
   memset(&r, 0, sizeof r);
   r.o = o;
-  r.t_start = tune_now();
+  r.t_start = dt_now();
   adasplash_context *owner = NULL;
   int rc = tune_open(&r, &owner);
   if (rc) return rc;
@@ -751,9 +698,9 @@ static int tune_search(tune_opts *o) {
   char path[1024];
   snprintf(path, sizeof path, "%s", o->output ? o->output : r.info.tuned_file);
   if (!o->dry_run && !path[0]) {
-    tune_error(
-        "the library reads no tuned file here (cache directory \"off\"): use --output FILE "
-        "and ADASPLASH_TUNE_FILE=FILE, or --dry-run");
+    dt_error(TUNE_PROG,
+             "the library reads no tuned file here (cache directory \"off\"): use --output FILE "
+             "and ADASPLASH_TUNE_FILE=FILE, or --dry-run");
     adasplash_context_release(owner);
     return 1;
   }
@@ -769,8 +716,8 @@ static int tune_search(tune_opts *o) {
   adasplash_status st = tune_context(&r, "", &defaults);
   if (st != ADASPLASH_SUCCESS) {
     char msg[1200];
-    tune_lib_message(NULL, st, "", msg, sizeof msg);
-    tune_error("adasplash_context_create_borrowed: %s", msg);
+    dt_lib_message(NULL, st, NULL, msg, sizeof msg);
+    dt_error(TUNE_PROG, "adasplash_context_create_borrowed: %s", msg);
     adasplash_context_release(owner);
     return 1;
   }
@@ -782,7 +729,7 @@ static int tune_search(tune_opts *o) {
   tune_find_keys(&r);
   r.verify = tune_verify_create(o->d, o->alpha);
   if (!r.verify) {
-    tune_error("out of host memory");
+    dt_error(TUNE_PROG, "out of host memory");
     adasplash_context_release(owner);
     return 1;
   }
@@ -801,7 +748,7 @@ static int tune_search(tune_opts *o) {
       work = tune_work_rows(r.clctx, r.queue, &s, why, sizeof why);
     }
     if (!work) {
-      tune_error("%s", why);
+      dt_error(TUNE_PROG, "%s", why);
       rc = 1;
       break;
     }
@@ -820,8 +767,8 @@ static int tune_search(tune_opts *o) {
     st = tune_context(&r, text, &check);
     if (st != ADASPLASH_SUCCESS) {
       char msg[1200];
-      tune_lib_message(NULL, st, "", msg, sizeof msg);
-      tune_error("the library refuses the result: %s", msg);
+      dt_lib_message(NULL, st, NULL, msg, sizeof msg);
+      dt_error(TUNE_PROG, "the library refuses the result: %s", msg);
       rc = 1;
     } else {
       adasplash_context_release(check);
@@ -833,7 +780,7 @@ static int tune_search(tune_opts *o) {
   } else if (rc == 0) {
     char why[1200];
     if (tune_file_write(path, text, why, sizeof why) != 0) {
-      tune_error("%s", why);
+      dt_error(TUNE_PROG, "%s", why);
       rc = 1;
     } else {
       printf("\nwrote %s%s\n", path,

@@ -1,6 +1,6 @@
 /*
  * tune_verify.h - the correctness gate of adasplash-tune: small fp32 problems whose exact answers
- * come from the double-precision reference (tests/reference.c), run through a candidate context.
+ * come from the double-precision reference (devtools/reference.c), run through a candidate context.
  *
  * Attention: forward and backward (out, dQ, dK, dV) on two shapes that cover partial tiles of
  * every tile size, causal and non-causal masks, q_len != kv_len and GQA; inputs from the locality

@@ -1,17 +1,17 @@
 /*
- * tune_timing.c - representative attention and row-entmax workloads and their timing with
- * OpenCL profiling events (see tune_timing.h).
+ * tune_work.c - representative attention and row-entmax workloads and their timing through the
+ * devtools timing loop (see tune_work.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "tune_timing.h"
+#include "tune_work.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "locality.h"
-#include "tune_failure.h"
+#include "report.h"
+#include "timing.h"
 
 struct tune_work {
   int is_attention;
@@ -25,12 +25,6 @@ struct tune_work {
   cl_mem saved, workspace; /* grown to what each candidate context asks for */
   size_t saved_bytes, workspace_bytes;
 };
-
-static double tune_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Converts n floats to dtype and uploads them into a new buffer (NULL data: uninitialised). */
 static cl_mem tune_upload(tune_work *w, const float *data, size_t n, adasplash_dtype dtype,
@@ -159,28 +153,24 @@ static cl_int tune_grow(tune_work *w, cl_mem *buf, size_t *have, size_t bytes) {
   return CL_SUCCESS;
 }
 
-/* Enqueues one unit of work; ev[0] the first call, ev[1] the last (or NULL). */
-static adasplash_status tune_enqueue(tune_work *w, adasplash_context *ctx, cl_event ev[2]) {
+/* One unit of work through a candidate context; ev[0] the first call, ev[1] the last (or NULL). */
+typedef struct tune_unit {
+  tune_work *w;
+  adasplash_context *ctx;
+} tune_unit;
+
+static adasplash_status tune_enqueue(void *arg, cl_event ev[2]) {
+  const tune_unit *u = (const tune_unit *)arg;
+  tune_work *w = u->w;
   cl_mem *m = w->m;
   if (!w->is_attention)
-    return adasplash_entmax_forward(ctx, &w->rows, w->queue, m[0], m[1], NULL, 0, NULL, &ev[0]);
-  adasplash_status st = adasplash_attention_forward(ctx, &w->attn, w->queue, m[0], m[1], m[2], m[4],
-                                                    w->saved, w->workspace, 0, NULL, &ev[0]);
+    return adasplash_entmax_forward(u->ctx, &w->rows, w->queue, m[0], m[1], NULL, 0, NULL, &ev[0]);
+  adasplash_status st = adasplash_attention_forward(u->ctx, &w->attn, w->queue, m[0], m[1], m[2],
+                                                    m[4], w->saved, w->workspace, 0, NULL, &ev[0]);
   if (st != ADASPLASH_SUCCESS) return st;
-  return adasplash_attention_backward(ctx, &w->attn, w->queue, m[0], m[1], m[2], m[4], m[3],
+  return adasplash_attention_backward(u->ctx, &w->attn, w->queue, m[0], m[1], m[2], m[4], m[3],
                                       w->saved, m[5], m[6], m[7], NULL, w->workspace, 0, NULL,
                                       &ev[1]);
-}
-
-static void tune_release2(cl_event ev[2]) {
-  for (int i = 0; i < 2; ++i)
-    if (ev[i]) clReleaseEvent(ev[i]);
-  ev[0] = ev[1] = NULL;
-}
-
-static int tune_cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 int tune_work_time(tune_work *w, adasplash_context *ctx, int warmup, int repeats, double *median_ms,
@@ -190,10 +180,10 @@ int tune_work_time(tune_work *w, adasplash_context *ctx, int warmup, int repeats
     size_t saved = 0, ws = 0;
     adasplash_status st = adasplash_attention_saved_size(ctx, &w->attn, &saved);
     if (st != ADASPLASH_SUCCESS)
-      return tune_lib_failure(ctx, st, "adasplash_attention_saved_size", why, why_size);
+      return dt_lib_failure(ctx, st, "adasplash_attention_saved_size", why, why_size);
     st = adasplash_attention_workspace_size(ctx, &w->attn, &ws);
     if (st != ADASPLASH_SUCCESS)
-      return tune_lib_failure(ctx, st, "adasplash_attention_workspace_size", why, why_size);
+      return dt_lib_failure(ctx, st, "adasplash_attention_workspace_size", why, why_size);
     cl_int err = tune_grow(w, &w->saved, &w->saved_bytes, saved);
     if (err == CL_SUCCESS) err = tune_grow(w, &w->workspace, &w->workspace_bytes, ws);
     if (err != CL_SUCCESS) {
@@ -202,56 +192,17 @@ int tune_work_time(tune_work *w, adasplash_context *ctx, int warmup, int repeats
       return -1;
     }
   }
-  double *t = (double *)calloc((size_t)repeats, sizeof(double));
-  if (!t) {
-    snprintf(why, why_size, "out of host memory");
+  tune_unit unit = {w, ctx};
+  dt_timing t;
+  why[0] = '\0';
+  adasplash_status st = dt_time(w->queue, warmup, repeats, tune_enqueue, &unit, &t, why, why_size);
+  if (st != ADASPLASH_SUCCESS) {
+    if (!why[0])
+      dt_lib_message(ctx, st, w->is_attention ? "attention forward/backward" : "entmax", why,
+                     why_size);
     return -1;
   }
-  int rc = 0;
-  for (int i = 0; i < warmup + repeats && rc == 0; ++i) {
-    cl_event ev[2] = {NULL, NULL}, marker = NULL;
-    clFinish(w->queue);
-    double w0 = tune_now();
-    cl_int err = clEnqueueMarkerWithWaitList(w->queue, 0, NULL, &marker);
-    if (err != CL_SUCCESS) {
-      snprintf(why, why_size, "clEnqueueMarkerWithWaitList failed: %d", (int)err);
-      rc = -1;
-      break;
-    }
-    adasplash_status st = tune_enqueue(w, ctx, ev);
-    if (st != ADASPLASH_SUCCESS) {
-      rc = tune_lib_failure(ctx, st, w->is_attention ? "attention forward/backward" : "entmax", why,
-                            why_size);
-    } else {
-      cl_event last = ev[1] ? ev[1] : ev[0];
-      err = clWaitForEvents(1, &last);
-      double w1 = tune_now();
-      cl_ulong t0 = 0, t1 = 0;
-      if (err != CL_SUCCESS) {
-        snprintf(why, why_size, "clWaitForEvents failed: %d", (int)err);
-        rc = -1;
-      } else if (i >= warmup) {
-        if (!*wall_clock &&
-            clGetEventProfilingInfo(marker, CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) ==
-                CL_SUCCESS &&
-            t1 >= t0) {
-          t[i - warmup] = (double)(t1 - t0) * 1e-6;
-        } else {
-          *wall_clock = 1;
-          t[i - warmup] = (w1 - w0) * 1e3;
-        }
-      }
-    }
-    clFinish(w->queue);
-    clReleaseEvent(marker);
-    tune_release2(ev);
-  }
-  if (rc == 0) {
-    qsort(t, (size_t)repeats, sizeof *t, tune_cmp);
-    *median_ms = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
-  }
-  free(t);
-  return rc;
+  *median_ms = t.total.median;
+  *wall_clock = t.wall_clock;
+  return 0;
 }

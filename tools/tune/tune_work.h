@@ -1,13 +1,13 @@
 /*
- * tune_timing.h - the representative workloads adasplash-tune times: attention forward + backward
- * on locality inputs (DESIGN.md section 8: beta = 2, sigma = 0.15, causal) and row entmax forward
+ * tune_work.h - the representative workloads adasplash-tune times: attention forward + backward
+ * on locality inputs (devtools/locality.h: beta = 2, sigma = 0.15, causal) and row entmax forward
  * on N(0,1) rows. Device buffers are made once and shared by every candidate context (all of them
- * borrow the same cl_context and profiling queue). A time is the median over repeats of the span
- * from a marker enqueued before the calls to the end of the last call (profiling events; wall
- * clock when the device reports no timestamps).
+ * borrow the same cl_context and profiling queue). A time is the median over repeats of the
+ * devtools timing loop (devtools/timing.h: from a marker before the calls to the end of the last
+ * call, profiling events or wall clock).
  */
-#ifndef ADASPLASH_TUNE_TIMING_H
-#define ADASPLASH_TUNE_TIMING_H
+#ifndef ADASPLASH_TUNE_WORK_H
+#define ADASPLASH_TUNE_WORK_H
 
 #include <stddef.h>
 
@@ -44,4 +44,4 @@ const adasplash_entmax_desc *tune_work_rows_desc(const tune_work *w);
 int tune_work_time(tune_work *w, adasplash_context *ctx, int warmup, int repeats, double *median_ms,
                    int *wall_clock, char *why, size_t why_size);
 
-#endif /* ADASPLASH_TUNE_TIMING_H */
+#endif /* ADASPLASH_TUNE_WORK_H */
