@@ -186,7 +186,7 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_wg_bracket = 0},
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
-     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (tools/gpu_session.sh sweep).
+     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
      * Rows: one work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
      * H100, 15x the plain-bracket start, hence rows_wg_bracket=1. */
     [ASP_DEVICE_GPU] = {.attn_tile = 32,

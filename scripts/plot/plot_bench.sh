@@ -8,7 +8,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: tools/plot_bench.sh [options] BENCH.jsonl [PEERS.jsonl]
+usage: scripts/plot/plot_bench.sh [options] BENCH.jsonl [PEERS.jsonl]
 
 BENCH.jsonl  lines written by adasplash-bench --json (attention-fwd or attention-fwd-bwd records)
 PEERS.jsonl  lines printed by peer_bench.py ("peer", "fwd_ms", "fwd_bwd_ms", "shape" [B,H,N,D],

@@ -4,10 +4,10 @@
 # -DADASPLASH_BUILD_FUZZ=ON). It starts from tests/fuzz/corpus (not modified: new inputs go to a
 # temporary directory) and fails on any crash, sanitizer report or broken property; the input is
 # then in build-fuzz/fuzz-artifacts/ (add it to tests/fuzz/corpus as regression-<name> once fixed).
-# Needs clang and libclang-rt-14-dev (tools/install-deps.sh).
-# Usage: tools/ci-fuzz.sh [seconds (default 60)] [extra libFuzzer flags]
+# Needs clang and libclang-rt-14-dev (scripts/setup/install-deps.sh).
+# Usage: scripts/ci/fuzz.sh [seconds (default 60)] [extra libFuzzer flags]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BUILD="${ADASPLASH_FUZZ_BUILD_DIR:-build-fuzz}"
 SECONDS_BUDGET="${1:-60}"
@@ -19,7 +19,8 @@ cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInf
   -DADASPLASH_BUILD_BENCH=OFF -DADASPLASH_BUILD_EXAMPLES=OFF -DADASPLASH_BUILD_TOOLS=OFF
 cmake --build "$BUILD" -j2 --target fuzz_api
 
-# Options as in tools/ci-sanitize.sh (reasons there); the disk cache stays off (the target sets it).
+# Options as in scripts/ci/sanitize.sh (reasons there); the disk cache stays off (the target sets
+# it).
 export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:halt_on_error=1:abort_on_error=0"
 export LSAN_OPTIONS="suppressions=$ROOT/tests/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

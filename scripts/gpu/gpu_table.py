@@ -3,7 +3,7 @@
 beside the peers' (peers.jsonl from peer_bench.py, annotated with n and beta by run_gpu.sh), one
 row per (N, beta, dtype), with the ratio of our forward+backward time to each peer's.
 
-usage: tools/gpu_table.py BENCH_JSONL [PEERS_JSONL ...]   (several peer files are merged)
+usage: scripts/gpu/gpu_table.py BENCH_JSONL [PEERS_JSONL ...]   (several peer files are merged)
 """
 import json, os, sys
 def lines(path):

@@ -3,8 +3,8 @@
 # compiler and CMake, the OpenCL headers and ICD loader, PoCL (a CPU OpenCL device for machines
 # without a GPU), CLBlast (dense baseline), oclgrind (kernel checking), clinfo, clang-format,
 # gnuplot and jq (plots), clang's sanitizer and libFuzzer runtimes (libclang-rt-14-dev, only a
-# Recommends of clang; tools/ci-fuzz.sh). Used by tools/quickstart.sh and .ci/run. Needs root or
-# sudo.
+# Recommends of clang; scripts/ci/fuzz.sh). Used by scripts/setup/quickstart.sh and .ci/run.
+# Needs root or sudo.
 set -euo pipefail
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -12,7 +12,7 @@
 # Results go to $OUT (default ./gpu-out): run.log, build.log, ctest.log, info.txt, bench.txt,
 # bench.jsonl, peers.jsonl, peers.log, summary.txt, plot-*.svg/png.
 #
-# usage: tools/run_gpu.sh [--no-tests]
+# usage: scripts/gpu/run_gpu.sh [--no-tests]
 # Environment (defaults): NS ("4096 16384 32768"), BETAS ("1 2"), DTYPES ("bf16 f32"),
 #   REPEATS (10), WARMUP (3), BUDGET_S (520: whole run), RESERVE_S (25: kept for table and plot),
 #   BUILD_TIMEOUT (240), CTEST_TIMEOUT (300), CTEST_JOBS (6), CTEST_EXCLUDE (warmup_all_variants:
@@ -35,7 +35,7 @@ for a in "$@"; do
   esac
 done
 
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu-out}
 mkdir -p "$OUT"
@@ -276,7 +276,7 @@ fi
 
 # ---- combined table -----------------------------------------------------------------------------
 if [ -s "$OUT/bench.jsonl" ]; then
-  python3 tools/gpu_table.py "$OUT/bench.jsonl" "$WORK/peers.jsonl" "$OUT/peers.jsonl" \
+  python3 scripts/gpu/gpu_table.py "$OUT/bench.jsonl" "$WORK/peers.jsonl" "$OUT/peers.jsonl" \
     > "$OUT/summary.txt" 2>&1
   cat "$OUT/summary.txt"
 else
@@ -290,13 +290,13 @@ if [ -s "$OUT/bench.jsonl" ]; then
       for beta in $BETAS; do
         pf=()
         [ -s "$OUT/peers.jsonl" ] && pf=("$OUT/peers.jsonl")
-        timeout 60 bash tools/plot_bench.sh -o "$OUT/plot-$dt-beta$beta" --dtype "$dt" \
+        timeout 60 bash scripts/plot/plot_bench.sh -o "$OUT/plot-$dt-beta$beta" --dtype "$dt" \
           --beta "$beta" --b 1 --h 16 --d 64 "$OUT/bench.jsonl" "${pf[@]}" >> "$OUT/run.log" 2>&1 ||
           log "plot $dt beta=$beta failed"
       done
     done
   else
-    log "plot: skipped (gnuplot or jq not installed here; run tools/plot_bench.sh on bench.jsonl" \
+    log "plot: skipped (gnuplot or jq not installed here; run scripts/plot/plot_bench.sh on bench.jsonl" \
       "and peers.jsonl elsewhere)"
   fi
 fi

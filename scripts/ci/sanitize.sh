@@ -5,9 +5,9 @@
 # runs in the normal build) and `install` (its consumers are built without the sanitizer runtime,
 # which must come first in the link). Any report fails the run. Leak reports from PoCL and LLVM
 # are suppressed by tests/sanitizers/lsan.supp (reasons there); everything else is reported.
-# Usage: tools/ci-sanitize.sh [extra ctest arguments]
+# Usage: scripts/ci/sanitize.sh [extra ctest arguments]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BUILD="${ADASPLASH_ASAN_BUILD_DIR:-build-asan}"
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # check-format.sh - fails when a C or OpenCL C file of the repository is not clang-format clean
-# (.clang-format at the root). `tools/check-format.sh --fix` rewrites the files instead.
+# (.clang-format at the root). `scripts/ci/check-format.sh --fix` rewrites the files instead.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 command -v clang-format > /dev/null || { echo "clang-format is not installed"; exit 1; }
 mode=(--dry-run -Werror)
 [ "${1:-}" = "--fix" ] && mode=(-i)

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# gpu_session.sh - one device-machine call: tools/run_gpu.sh (build, tests, our benchmark and the
-# peers) followed by a sweep of launch parameters (ADASPLASH_TUNE) for the fused kernels, with
+# gpu_session.sh - one device-machine call: scripts/gpu/run_gpu.sh (build, tests, our benchmark and
+# the peers) followed by a sweep of launch parameters (ADASPLASH_TUNE) for the fused kernels, with
 # every result packed into $OUT/results.tgz plus the summary tables as separate files (the device
 # tool returns at most 8 files). Environment as for run_gpu.sh, plus SWEEP (1: run the parameter
 # sweep), SWEEP_N (16384), SWEEP_DTYPES (bf16,f32), SWEEP_TUNES (list of ADASPLASH_TUNE values
 # separated by ';'; each also gets a per-kernel profile in sweep.txt).
 set -u
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1
 FINAL=${OUT:-$PWD/gpu-out}
 mkdir -p "$FINAL"
 export OUT=/tmp/adasplash-gpu-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
 start=$SECONDS
-bash tools/run_gpu.sh "$@"
+bash scripts/gpu/run_gpu.sh "$@"
 BENCH=build-gpu/bench/adasplash-bench
 if [ "${SWEEP:-1}" = 1 ] && [ -x "$BENCH" ]; then
   # shellcheck disable=SC1091
