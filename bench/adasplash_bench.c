@@ -93,7 +93,7 @@ static const char *const bench_usage[] = {
     "TFLOP/s-equivalent over the median time, with the\n" BENCH_FLOP_MODEL
     ".\n"
     "\n",
-    "Inputs (DESIGN.md sec. 8), deterministic from the seed: per (batch b, head h) one PRNG "
+    "Inputs (the locality generator), deterministic from the seed: per (batch b, head h) one PRNG "
     "stream;\n"
     "per step t: D normals e (u_0 = e, u_t = u_{t-1} + sigma*e), u~ = sqrt(D) u/|u|, then D "
     "normals\n"
