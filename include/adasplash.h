@@ -472,7 +472,9 @@ ADASPLASH_API adasplash_status adasplash_attention_stats_read(adasplash_context 
 
 /* Diagnostics from a saved buffer (blocking reads on queue; either output may be NULL):
  * tau [batch][q_heads][q_len] thresholds in the scaled space x = (alpha-1) * scale * q.k
- * (+inf for rows without visible keys, NaN for rows with non-finite scores), and active
+ * (+inf for rows without visible keys, NaN for rows with non-finite scores). The saved state keeps
+ * per row the max m of x and tau - m, so that rows far from zero keep full precision; tau here is
+ * m + (tau - m) rounded once to float (its resolution is that of a float near |tau|). active
  * [batch][q_heads][ceil(q_len/tile)][ceil(kv_len/tile)] with 1 for tiles the kernels visit (tile as
  * in adasplash_attention_stats). Fused entmax algorithm only. */
 ADASPLASH_API adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,

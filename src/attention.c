@@ -30,6 +30,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, i
   const size_t bh = (size_t)d->batch * d->q_heads;
   size_t sizes[ASP_SEC_COUNT] = {0};
   sizes[ASP_SEC_HEADER] = 64;
+  /* Per row the max m of the scaled scores and tau - m (cl/attn_tau.clh). */
   sizes[ASP_SEC_ROWSTATE] = rows * 2 * 4;
   sizes[ASP_SEC_ROWSTATS] = rows * ASP_ROWSTAT_COUNT * 4;
   sizes[ASP_SEC_BITMAP] = bh * (size_t)g.nqb * (size_t)g.wk * 4;
@@ -719,8 +720,10 @@ adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,
     float *rs = (float *)malloc(lay.size[ASP_SEC_ROWSTATE]);
     if (!rs) return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
     st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_ROWSTATE, rs);
+    /* The kernels keep m and tau - m; their sum, rounded once: +inf (m = 0, t = +inf) for rows
+     * without visible keys, NaN for rows with non-finite scores. */
     if (st == ADASPLASH_SUCCESS)
-      for (size_t r = 0; r < rows; ++r) tau[r] = rs[2 * r];
+      for (size_t r = 0; r < rows; ++r) tau[r] = (float)((double)rs[2 * r] + (double)rs[2 * r + 1]);
     free(rs);
     if (st != ADASPLASH_SUCCESS) return st;
   }

@@ -248,9 +248,9 @@ static size_t asp_attn_local_bytes(int t, int tc, int dk, int bins, int kmax) {
   size_t tp = (size_t)t + 1;
   size_t stage = 2 * (size_t)dk * tp * 4;
   size_t tau = stage + 3 * (size_t)t * (size_t)(bins + 1) * 4 + (size_t)t * (size_t)tc * 4 +
-               (size_t)t * (size_t)kmax * 4 + (size_t)t * (5 * 4 + 48) + 64;
+               (size_t)t * (size_t)kmax * 4 + (size_t)t * (6 * 4 + 48) + 64;
   size_t fwd = stage + (size_t)t * tp * 4 + (size_t)t * (size_t)tc * 4 + 5 * (size_t)t * 4;
-  size_t bwd = stage + (size_t)t * tp * 4 + 7 * (size_t)t * 4;
+  size_t bwd = stage + (size_t)t * tp * 4 + 8 * (size_t)t * 4;
   size_t m = tau > fwd ? tau : fwd;
   return m > bwd ? m : bwd;
 }

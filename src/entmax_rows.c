@@ -174,9 +174,9 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
   const size_t w = (size_t)plan.rows.bins + 1;
   size_t n_rs = job->rows * nseg;
-  /* Scratch: per segment max, info (top, count, bad) and window; per row solver state, partial
-   * sums per segment, candidate count and candidates. */
-  const size_t sizes[7] = {n_rs * 4,
+  /* Scratch: per segment max and histogram anchor, info (top, count, bad) and window; per row
+   * solver state, partial sums per segment, candidate count and candidates. */
+  const size_t sizes[7] = {n_rs * 8,
                            n_rs * 12,
                            n_rs * 3 * w * 4,
                            job->rows * ASP_ROWS_STATE_BYTES,
