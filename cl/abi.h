@@ -53,11 +53,12 @@ typedef struct asp_attn_args {
   asp_i32 reserved;
 } asp_attn_args;
 
-/* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats. tau is in x-space
- * (x = (alpha-1) * scale * q.k); +inf marks a row with no valid key, NaN a row with non-finite
- * scores. fsum is the solver's sum of p at tau (1 after an exact finish). */
-#define ASP_ROWSTATE_TAU 0
-#define ASP_ROWSTATE_FSUM 1
+/* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats, the row max m of the scaled
+ * scores x = (alpha-1) * scale * q.k and tau relative to it (tau - m: the solver works relative to
+ * the max, so tau = m + t is never rounded to fp32; scores enter as (x - m) - t). An empty row
+ * stores m = 0, t = +inf; a row with non-finite scores m = t = NaN. */
+#define ASP_ROWSTATE_MAX 0
+#define ASP_ROWSTATE_TAU 1
 #define ASP_ROWSTATE_COUNT 2
 
 /* Per-row statistics for the backward (saved): measured sum of p, H = sum(p^ ln p^) of the
@@ -119,13 +120,13 @@ typedef struct asp_attn_args {
 
 /* Pass-specific local memory on top of the products (both implementations), in bytes. */
 /* Threshold pass: histogram window (3 x T x (BINS+1) uints), candidates (T x KMAX floats); per row
- * the candidate count, window top, bad flag, max, segment bound, 8 sweep sums and the row solver
- * (at most 64 bytes, checked at compile time); block flags. */
+ * the candidate count, window top, bad flag, max, histogram anchor, segment bound, 8 sweep sums
+ * and the row solver (at most 64 bytes, checked at compile time); block flags. */
 #define ASP_TAU_PASS_BYTES(T, BINS, KMAX) \
-  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (5 * 4 + 8 * 4 + 64) + 64)
+  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (6 * 4 + 8 * 4 + 64) + 64)
 
-/* Key-block backward pass: the visited query rows' constants (tau or lse, 1/l, l^(alpha-2),
- * delta, visible keys). */
-#define ASP_QROW_BYTES(T) (5 * 4 * (T))
+/* Key-block backward pass: the visited query rows' constants (row max, tau or lse, 1/l,
+ * l^(alpha-2), delta, visible keys). */
+#define ASP_QROW_BYTES(T) (6 * 4 * (T))
 
 #endif /* ASP_ABI_H */

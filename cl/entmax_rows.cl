@@ -3,6 +3,13 @@
  * segment for long rows with the histograms merged), backward with d(alpha), and a softmax row
  * kernel used as the benchmark baseline.
  *
+ * Coordinates: the solver sees (alpha-1) * (z - zmax) for a row whose largest valid entry is zmax
+ * (z - zmax is exact for entries near the max, and a row shifted by a constant gives the same
+ * values). The solver state keeps m = zmax and tau relative to the max. The histogram is anchored
+ * at the largest valid entry of the row's first chunk of ASP_WG * ASP_VPT columns (segments: of
+ * the row's first chunk, read by every segment; 0 when that chunk holds no valid entry, and in a
+ * one-work-group row the first chunk that holds one).
+ *
  * Build-time defines: ASP_DTYPE, ASP_WG (work-items per row or segment), ASP_BINS (histogram bins
  * per unit of x, power of two), ASP_KMAX (exact-finish candidates kept per row), ASP_VPT (values
  * per work-item per histogram chunk), ASP_WG_BRACKET (1: the work-group searches the bracket).
@@ -35,25 +42,55 @@ inline void asp_sums_from(__local const float *red, asp_sweep_sums *s) {
   for (int q = 0; q < ASP_NSUM; ++q) asp_sums_put(s, q, red[q * ASP_WG]);
 }
 
-/* Scaled value of column e of a row: (alpha-1) * z; -inf marks a masked entry. The cache (fused
- * kernel only) holds the row from column 0. */
-inline float asp_row_value(__global const store_t *x, ulong base, int e, float am1,
-                           __local const float *cache, int cached) {
-  return cached ? cache[e] : ASP_LOAD(x, base + (ulong)e) * am1;
+/* Column e of a row as stored (z, unscaled); -inf marks a masked entry. The cache (fused kernel
+ * only) holds the row from column 0. */
+inline float asp_row_value(__global const store_t *x, ulong base, int e, __local const float *cache,
+                           int cached) {
+  return cached ? cache[e] : ASP_LOAD(x, base + (ulong)e);
+}
+
+/* What the solver sees of entry z of a row whose max is zmax: (alpha-1) (z - zmax) <= 0. */
+inline float asp_row_rel(float z, float zmax, float am1) {
+  return am1 * (z - zmax);
+}
+
+/* Largest valid (finite) entry among the row's first ASP_WG * ASP_VPT columns, 0 if there is none:
+ * the histogram anchor every segment of a long row uses. Whole work-group; ends with a barrier. */
+inline float asp_row_first_chunk_max(__global const store_t *x, ulong base, int n, __local int *key,
+                                     int lid) {
+  if (lid == 0) *key = asp_order_key(-INFINITY);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float lmax = -INFINITY;
+  for (int v = 0; v < ASP_VPT; ++v) {
+    int e = lid + ASP_WG * v;
+    if (e < n) {
+      float z = ASP_LOAD(x, base + (ulong)e);
+      if (isfinite(z)) lmax = fmax(lmax, z);
+    }
+  }
+  if (lmax > -INFINITY) atomic_max(key, asp_order_key(lmax));
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float a = asp_order_value(*key);
+  barrier(CLK_LOCAL_MEM_FENCE); /* everyone has read key before it is reused */
+  return a > -INFINITY ? a : 0.0f;
 }
 
 /* Max + histogram pass over columns [begin, end) of one row, by the whole work-group. On return
- * (after a barrier) *wm, *wtop, *nvalid and *bad hold the work-group's results and the histogram
- * window is filled. Values are also copied to cache[e - begin] when cache is non-NULL. */
+ * (after a barrier) *wm (max z), *wmh ((alpha-1)(max - anchor)), *wtop, *nvalid and *bad hold the
+ * work-group's results and the histogram window (anchored at *wanc) is filled. preset: the anchor
+ * is *wanc as given (segments); otherwise it is the max of the first chunk with a valid entry.
+ * Values (z) are also copied to cache[e - begin] when cache is non-NULL. */
 inline void asp_row_hist_pass(__global const store_t *x, ulong base, int begin, int end, float am1,
                               __local float *cache, __local uint *hc, __local uint *h1,
                               __local uint *h2, __local int *mkey, __local float *wm,
+                              __local float *wanc, __local float *wmh, int preset,
                               __local int *wtop, __local int *nvalid, __local int *bad,
                               float qscale, int lid) {
   if (lid == 0) {
     asp_hist_clear(hc, h1, h2, ASP_W);
     *mkey = asp_order_key(-INFINITY);
     *wm = -INFINITY;
+    *wmh = -INFINITY;
     *wtop = ASP_HIST_NONE;
     *nvalid = 0;
     *bad = 0;
@@ -68,17 +105,15 @@ inline void asp_row_hist_pass(__global const store_t *x, ulong base, int begin, 
       xv[v] = -INFINITY;
       if (e < end) {
         float z = ASP_LOAD(x, base + (ulong)e);
-        float xs = z * am1;
-        if (z == -INFINITY) xs = -INFINITY;
-        if (cache) cache[e - begin] = xs;
-        if (xs == -INFINITY) continue;
-        if (!isfinite(xs)) {
+        if (cache) cache[e - begin] = z;
+        if (z == -INFINITY) continue;
+        if (!isfinite(z)) {
           isbad = 1;
           continue;
         }
         ++cnt;
-        lmax = fmax(lmax, xs);
-        xv[v] = xs;
+        lmax = fmax(lmax, z);
+        xv[v] = z;
       }
     }
     if (cnt) {
@@ -90,16 +125,23 @@ inline void asp_row_hist_pass(__global const store_t *x, ulong base, int begin, 
     if (lid == 0) {
       float nm = asp_order_value(*mkey);
       if (nm > *wm) {
-        int nt = asp_hist_top(nm, (float)ASP_BINS);
+        if (*wm == -INFINITY && !preset) *wanc = nm;
+        const float mh = am1 * (nm - *wanc);
+        /* A window that could not be binned stays so: a new one would lack the entries seen. */
+        int nt = (*wm > -INFINITY && *wtop == ASP_HIST_NONE) ? ASP_HIST_NONE
+                                                             : asp_hist_top(mh, (float)ASP_BINS);
         if (nt != ASP_HIST_NONE) asp_hist_slide(hc, h1, h2, ASP_W, *wtop, nt);
         *wtop = nt;
         *wm = nm;
+        *wmh = mh;
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    int top = *wtop;
+    const int top = *wtop;
+    const float anc = *wanc;
     for (int v = 0; v < ASP_VPT; ++v)
-      if (xv[v] > -INFINITY) asp_hist_add(hc, h1, h2, ASP_W, top, xv[v], (float)ASP_BINS, qscale);
+      if (xv[v] > -INFINITY)
+        asp_hist_add(hc, h1, h2, ASP_W, top, am1 * (xv[v] - anc), (float)ASP_BINS, qscale);
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
@@ -115,8 +157,9 @@ inline void asp_row_sweep_pass(__global const store_t *x, ulong base, int begin,
   int first = st->sweeps == 0;
   asp_sums_zero(s);
   for (int e = begin + lid; e < end; e += ASP_WG) {
-    float xs = asp_row_value(x, base, e, am1, cache, cached);
-    if (xs == -INFINITY) continue;
+    float z = asp_row_value(x, base, e, cache, cached);
+    if (z == -INFINITY) continue;
+    float xs = asp_row_rel(z, st->m, am1);
     if (asp_sums_add(s, xs, st->tau, st->lo, st->hi, c0, mode, first)) {
       if (lcount) {
         int k = atomic_inc(lcount);
@@ -139,12 +182,12 @@ inline void asp_row_output(__global const store_t *x, __global store_t *y, ulong
   for (int e = begin + lid; e < end; e += ASP_WG) {
     float out = 0.0f;
     if (e < n) {
-      float xs = asp_row_value(x, base, e, am1, cache, cached);
-      if (xs != -INFINITY) {
+      float z = asp_row_value(x, base, e, cache, cached);
+      if (z != -INFINITY) {
         if (st->status == ASP_ROW_BAD)
           out = NAN;
         else if (st->status != ASP_ROW_EMPTY)
-          out = asp_g(xs - st->result, c0, mode) * inv;
+          out = asp_g(asp_row_rel(z, st->m, am1) - st->result, c0, mode) * inv;
       }
     }
     ASP_STORE(y, base + (ulong)e, out);
@@ -157,7 +200,7 @@ inline void asp_row_output(__global const store_t *x, __global store_t *y, ulong
  * bisection does. A row's whole work-group runs it; the serial version would leave it idle for
  * 66 evaluations (measured: it dominated 4096 x 1024 rows on an H100). */
 inline float asp_hist_root_wg(__local const uint *hc, __local const uint *h1,
-                              __local const uint *h2, int top, float qscale, float m, float c0,
+                              __local const uint *h2, int top, float qscale, float mh, float c0,
                               int mode, float a, float b, int pick, volatile __local int *best,
                               int lid) {
   const int rounds = ASP_WG >= 128 ? 3 : 4;
@@ -165,7 +208,7 @@ inline float asp_hist_root_wg(__local const uint *hc, __local const uint *h1,
     const float step = (b - a) / (float)(ASP_WG + 1);
     const float t = a + step * (float)(lid + 1);
     float fl, fh;
-    asp_hist_bounds(hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, m, c0, mode, t, &fl, &fh);
+    asp_hist_bounds(hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, mh, c0, mode, t, &fl, &fh);
     const float f = pick == 0 ? fl : (pick == 1 ? fh : 0.5f * (fl + fh));
     if (lid == 0) *best = -1;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -198,7 +241,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
   __local float red[ASP_NSUM * ASP_WG];
   __local float cand[ASP_KMAX];
   __local int ncand, mkey, nvalid, bad, wtop, best, active;
-  __local float wm;
+  __local float wm, wanc, wmh;
   __local asp_row_solver st;
   const int row = get_group_id(0);
   const int lid = get_local_id(0);
@@ -209,15 +252,16 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
   const ulong base = offset + (ulong)row * row_stride;
   const int cached = n <= cache_cols;
 
-  asp_row_hist_pass(x, base, 0, n, am1, cached ? cache : 0, hc, h1, h2, &mkey, &wm, &wtop, &nvalid,
-                    &bad, qscale, lid);
+  if (lid == 0) wanc = 0.0f;
+  asp_row_hist_pass(x, base, 0, n, am1, cached ? cache : 0, hc, h1, h2, &mkey, &wm, &wanc, &wmh, 0,
+                    &wtop, &nvalid, &bad, qscale, lid);
 #if ASP_WG_BRACKET
   /* Bracket: the whole work-group searches the histogram bounds' roots (GPUs: latency). */
   if (lid == 0) {
     asp_row_solver s;
     active = asp_row_init(&s, wm, nvalid, bad, alpha);
     if (active) {
-      asp_bracket_plain(wm, nvalid, alpha, &s.lo, &s.hi);
+      asp_bracket_plain(nvalid, alpha, &s.lo, &s.hi);
       s.tau = s.result = 0.5f * (s.lo + s.hi);
     }
     st = s;
@@ -225,14 +269,15 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (active && use_hist && wtop != ASP_HIST_NONE) {
-    const float c0 = 1.0f / am1, m = wm;
+    const float c0 = 1.0f / am1, mh = wmh;
     const int mode = asp_alpha_mode(alpha);
     const float a = st.lo, b = st.hi;
-    const float l = asp_hist_root_wg(hc, h1, h2, wtop, qscale, m, c0, mode, a, b, 0, &best, lid);
-    const float h = asp_hist_root_wg(hc, h1, h2, wtop, qscale, m, c0, mode, l, b, 1, &best, lid);
+    const float l = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, a, b, 0, &best, lid);
+    const float h = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, l, b, 1, &best, lid);
     float lo, hi;
-    asp_bracket_widen(m, a, b, l, h, &lo, &hi);
-    const float t0 = asp_hist_root_wg(hc, h1, h2, wtop, qscale, m, c0, mode, lo, hi, 2, &best, lid);
+    asp_bracket_widen(mh, a, b, l, h, &lo, &hi);
+    const float t0 =
+        asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, lo, hi, 2, &best, lid);
     if (lid == 0) {
       st.lo = lo;
       st.hi = hi;
@@ -244,7 +289,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
   /* Bracket by one work-item (CPUs run a work-group's items in turn: less total work wins). */
   if (lid == 0) {
     asp_row_solver s;
-    asp_row_start(&s, wm, nvalid, bad, hc, h1, h2, ASP_W, wtop, (float)ASP_BINS, qscale, alpha,
+    asp_row_start(&s, wm, wmh, nvalid, bad, hc, h1, h2, ASP_W, wtop, (float)ASP_BINS, qscale, alpha,
                   use_hist);
     st = s;
     ncand = 0;
@@ -273,7 +318,8 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
 /* ---- forward for long rows: segments of seg_cols columns, one work-group each ------------------
  */
 
-/* Per segment: max, valid count, bad flag and histogram window. */
+/* Per segment: max and anchor (z), valid count, bad flag and histogram window. Every segment of a
+ * row anchors its window at the max of the row's first chunk, so the windows share one grid. */
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_hist(
     __global const store_t *x, ulong offset, ulong row_stride, int rows, int cols,
     float alpha_scalar, __global const float *alpha_rows, int has_alpha,
@@ -281,18 +327,21 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_his
     __global float *seg_max, __global int *seg_info, __global uint *seg_hist) {
   __local uint hc[ASP_W], h1[ASP_W], h2[ASP_W];
   __local int mkey, nvalid, bad, wtop;
-  __local float wm;
+  __local float wm, wanc, wmh;
   const int seg = get_group_id(0), row = get_group_id(1), lid = get_local_id(0);
   if (row >= rows || seg >= nseg) return;
   const float am1 = asp_row_alpha(alpha_scalar, alpha_rows, has_alpha, row) - 1.0f;
   const int n = has_valid ? asp_clamp_int(valid_cols[row], 0, cols) : cols;
   const int begin = seg * seg_cols, end = asp_min_int(n, begin + seg_cols);
   const ulong base = offset + (ulong)row * row_stride;
-  asp_row_hist_pass(x, base, begin, end, am1, 0, hc, h1, h2, &mkey, &wm, &wtop, &nvalid, &bad,
-                    qscale, lid);
+  const float anchor = asp_row_first_chunk_max(x, base, n, &mkey, lid);
+  if (lid == 0) wanc = anchor;
+  asp_row_hist_pass(x, base, begin, end, am1, 0, hc, h1, h2, &mkey, &wm, &wanc, &wmh, 1, &wtop,
+                    &nvalid, &bad, qscale, lid);
   const size_t at = (size_t)row * nseg + seg;
   if (lid == 0) {
-    seg_max[at] = wm;
+    seg_max[2 * at + 0] = wm;
+    seg_max[2 * at + 1] = anchor;
     seg_info[3 * at + 0] = wtop;
     seg_info[3 * at + 1] = nvalid;
     seg_info[3 * at + 2] = bad;
@@ -314,15 +363,26 @@ __kernel void entmax_seg_start(int rows, float alpha_scalar, __global const floa
   const int row = get_group_id(0);
   if (row >= rows || get_local_id(0) != 0) return;
   const float alpha = asp_row_alpha(alpha_scalar, alpha_rows, has_alpha, row);
+  const float am1 = alpha - 1.0f;
   float m = -INFINITY;
   int n = 0, bad = 0;
   for (int s = 0; s < nseg; ++s) {
     size_t at = (size_t)row * nseg + s;
-    if (seg_info[3 * at + 1] > 0) m = fmax(m, seg_max[at]);
+    if (seg_info[3 * at + 1] > 0) m = fmax(m, seg_max[2 * at]);
     n += seg_info[3 * at + 1];
     bad |= seg_info[3 * at + 2];
   }
-  int top = n > 0 ? asp_hist_top(m, (float)ASP_BINS) : ASP_HIST_NONE;
+  const float anchor = seg_max[2 * ((size_t)row * nseg) + 1]; /* the same in every segment */
+  const float mh = am1 * (m - anchor);
+  int top = n > 0 ? asp_hist_top(mh, (float)ASP_BINS) : ASP_HIST_NONE;
+  /* A segment whose window could not be binned but whose max may reach the support leaves the
+   * row's histogram incomplete: the row then starts from the plain bracket. */
+  for (int s = 0; s < nseg && top != ASP_HIST_NONE; ++s) {
+    size_t at = (size_t)row * nseg + s;
+    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
+        !(asp_row_rel(seg_max[2 * at], m, am1) <= -1.0f))
+      top = ASP_HIST_NONE;
+  }
   asp_hist_clear(hc, h1, h2, ASP_W);
   if (top != ASP_HIST_NONE) {
     for (int s = 0; s < nseg; ++s) {
@@ -340,7 +400,8 @@ __kernel void entmax_seg_start(int rows, float alpha_scalar, __global const floa
     }
   }
   asp_row_solver st;
-  asp_row_start(&st, m, n, bad, hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, alpha, use_hist);
+  asp_row_start(&st, m, mh, n, bad, hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, alpha,
+                use_hist);
   states[row] = st;
   ncand[row] = 0;
 }

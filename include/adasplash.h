@@ -86,7 +86,8 @@ typedef enum adasplash_status {
   ADASPLASH_ERROR_OUT_OF_HOST_MEMORY = -4012,
   ADASPLASH_ERROR_OPENCL = -4013, /* an OpenCL call failed; cl_int via get_last_error */
   ADASPLASH_ERROR_INTERNAL = -4014,
-  ADASPLASH_ERROR_INVALID_SAVED = -4015 /* saved buffer too small or made for another shape */
+  ADASPLASH_ERROR_INVALID_SAVED = -4015, /* saved buffer too small or made for another shape */
+  ADASPLASH_ERROR_CACHE_IO = -4016       /* the program cache directory cannot be read or changed */
 } adasplash_status;
 
 /* Static English name of a status ("ADASPLASH_ERROR_INVALID_SHAPE: ..."); never NULL. */
@@ -239,6 +240,47 @@ ADASPLASH_API adasplash_status adasplash_context_get_cache_stats(const adasplash
 /* Compiles (or loads from the disk cache) every kernel variant the library can use on this device:
  * all dtypes, head dims 16..256 and kernel families. Useful to make first calls fast and in CI. */
 ADASPLASH_API adasplash_status adasplash_warmup(adasplash_context *ctx);
+
+/* The program binaries in the context's disk cache directory (adasplash_cache_stats.cache_dir):
+ * how many entries and their bytes (headers included). 0 and 0 when the disk cache is off or the
+ * directory does not exist yet; ADASPLASH_ERROR_CACHE_IO when it cannot be read. Either out
+ * pointer may be NULL. */
+ADASPLASH_API adasplash_status adasplash_context_cache_usage(const adasplash_context *ctx,
+                                                             size_t *entries,
+                                                             unsigned long long *bytes);
+
+/* Removes every entry of the context's disk cache directory and the temporary files interrupted
+ * stores left there (nothing else); *removed (may be NULL) gets how many files went, also on
+ * failure. Nothing to do when the disk cache is off. Not while another process stores into the
+ * same directory (that store would fail). ADASPLASH_ERROR_CACHE_IO when the directory cannot be
+ * read or a file cannot be removed. */
+ADASPLASH_API adasplash_status adasplash_context_cache_clear(const adasplash_context *ctx,
+                                                             size_t *removed);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Tuning keys */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* A launch parameter accepted in ADASPLASH_TUNE, options.tune and tuned files (docs/TUNING.md). */
+typedef struct adasplash_tuning_key {
+  const char *name;          /* as written in "key=value" */
+  long min_value, max_value; /* accepted values (some keys must also be powers of two) */
+  const char *meaning;
+} adasplash_tuning_key;
+
+/* The keys this library accepts: *count gets their number, keys[0 .. min(capacity, *count)) the
+ * entries (their strings are static). keys may be NULL when capacity is 0. */
+ADASPLASH_API adasplash_status adasplash_tuning_keys(adasplash_tuning_key *keys, size_t capacity,
+                                                     size_t *count);
+
+/* Calls fn(key, value, arg) for every item of a tuning text, read exactly as the library reads
+ * ADASPLASH_TUNE, options.tune and tuned files: items separated by ',' or newlines, '#' starts a
+ * comment to the end of the line, blanks around items, keys and values trimmed; value is NULL for
+ * an item without '='. Keys and values are not checked (creating a context does that). Stops at
+ * the first nonzero return of fn. text NULL reads as an empty text. */
+typedef int (*adasplash_tuning_item_fn)(const char *key, const char *value, void *arg);
+ADASPLASH_API adasplash_status adasplash_tuning_scan(const char *text, adasplash_tuning_item_fn fn,
+                                                     void *arg);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Row-wise alpha-entmax */
@@ -434,7 +476,9 @@ ADASPLASH_API adasplash_status adasplash_attention_stats_read(adasplash_context 
 
 /* Diagnostics from a saved buffer (blocking reads on queue; either output may be NULL):
  * tau [batch][q_heads][q_len] thresholds in the scaled space x = (alpha-1) * scale * q.k
- * (+inf for rows without visible keys, NaN for rows with non-finite scores), and active
+ * (+inf for rows without visible keys, NaN for rows with non-finite scores). The saved state keeps
+ * per row the max m of x and tau - m, so that rows far from zero keep full precision; tau here is
+ * m + (tau - m) rounded once to float (its resolution is that of a float near |tau|). active
  * [batch][q_heads][ceil(q_len/tile)][ceil(kv_len/tile)] with 1 for tiles the kernels visit (tile as
  * in adasplash_attention_stats). Fused entmax algorithm only. */
 ADASPLASH_API adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,

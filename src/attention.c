@@ -10,6 +10,7 @@
 
 #include "attention_common.h"
 #include "attention_internal.h"
+#include "workspace.h"
 
 #define ASP_SAVED_MAGIC 0x41535356u /* "ASSV" */
 
@@ -20,12 +21,13 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
                      asp_attn_buffers *lay) {
   memset(lay, 0, sizeof *lay);
   const adasplash_attention_desc *d = &pr->d;
-  const asp_geom g = asp_attn_geom(pr, plan->params[AP_T], plan->params[AP_NSEG]);
+  const asp_geom g = asp_attn_geom(pr, plan->attn.tile, plan->attn.nseg);
   const size_t a = asp_sub_buffer_align(ctx);
   const size_t rows = (size_t)d->batch * d->q_heads * d->q_len;
   const size_t bh = (size_t)d->batch * d->q_heads;
   size_t sizes[ASP_SEC_COUNT] = {0};
   sizes[ASP_SEC_HEADER] = 64;
+  /* Per row the max m of the scaled scores and tau - m (cl/abi.h). */
   sizes[ASP_SEC_ROWSTATE] = rows * ASP_ROWSTATE_COUNT * 4;
   sizes[ASP_SEC_ROWSTATS] = rows * ASP_ROWSTAT_COUNT * 4;
   sizes[ASP_SEC_BITMAP] = bh * (size_t)g.nqb * (size_t)g.wk * 4;
@@ -106,18 +108,6 @@ static adasplash_status asp_baseline_prepare(adasplash_context *ctx, const asp_a
   return asp_is_softmax(pr) ? asp_softmax_prepare(ctx, pr) : asp_dense_prepare(ctx, pr);
 }
 
-static adasplash_status asp_baseline_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,
-                                                size_t *bytes) {
-  return asp_is_softmax(pr) ? asp_softmax_saved_size(ctx, pr, bytes)
-                            : asp_dense_saved_size(ctx, pr, bytes);
-}
-
-static adasplash_status asp_baseline_workspace_size(adasplash_context *ctx,
-                                                    const asp_attn_problem *pr, size_t *bytes) {
-  return asp_is_softmax(pr) ? asp_softmax_workspace_size(ctx, pr, bytes)
-                            : asp_dense_workspace_size(ctx, pr, bytes);
-}
-
 static adasplash_status asp_baseline_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                              asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
                                              cl_mem out, cl_mem saved, cl_mem workspace) {
@@ -139,54 +129,56 @@ static adasplash_status asp_baseline_backward(adasplash_context *ctx, const asp_
 /* ---- sizes, prepare ---------------------------------------------------------------------------
  */
 
-/* The forward's plan (its tiles shape the saved state), compiled if needed: sizes are asked for
- * before prepare too. */
-static adasplash_status asp_attn_plan_for(adasplash_context *ctx, const asp_attn_problem *pr,
-                                          asp_plan *plan) {
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, plan) ==
-      ADASPLASH_SUCCESS)
+/* The saved and workspace bytes of pr's algorithm. The fused algorithm's layout follows its plan's
+ * tile: with build, the plan is prepared (compiled) when it is not yet, so the sizes are known
+ * before adasplash_attention_prepare; without, an unprepared plan fails with NOT_PREPARED. */
+static adasplash_status asp_attn_sizes(adasplash_context *ctx, const asp_attn_problem *pr,
+                                       int build, asp_state_sizes *sizes) {
+  if (pr->d.algorithm == ADASPLASH_ATTN_SOFTMAX_FLASH) {
+    asp_softmax_sizes(ctx, pr, sizes);
     return ADASPLASH_SUCCESS;
-  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, plan);
+  }
+  if (pr->d.algorithm == ADASPLASH_ATTN_ENTMAX_DENSE) {
+    asp_dense_sizes(ctx, pr, sizes);
+    return ADASPLASH_SUCCESS;
+  }
+  asp_plan plan;
+  adasplash_status st =
+      build
+          ? asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan)
+          : asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  asp_attn_buffers lay;
+  asp_attn_layout(ctx, pr, &plan, &lay);
+  sizes->saved = lay.saved_bytes;
+  sizes->workspace = asp_attn_workspace_need(&lay);
+  return ADASPLASH_SUCCESS;
 }
 
-adasplash_status adasplash_attention_saved_size(const adasplash_context *cctx,
+/* adasplash_attention_saved_size (workspace 0) and _workspace_size (1). */
+static adasplash_status asp_attn_size_query(const adasplash_context *cctx,
+                                            const adasplash_attention_desc *desc, const char *fn,
+                                            int workspace, size_t *bytes) {
+  asp_attn_problem pr;
+  adasplash_status st = asp_attn_check_desc(cctx, desc, fn, &pr);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (!bytes) return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: bytes is NULL", fn);
+  asp_state_sizes sizes;
+  st = asp_attn_sizes((adasplash_context *)cctx, &pr, 1, &sizes);
+  if (st == ADASPLASH_SUCCESS) *bytes = workspace ? sizes.workspace : sizes.saved;
+  return st;
+}
+
+adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
                                                 const adasplash_attention_desc *desc,
                                                 size_t *bytes) {
-  asp_attn_problem pr;
-  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_saved_size", &pr);
-  if (st != ADASPLASH_SUCCESS) return st;
-  if (!bytes)
-    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_attention_saved_size: bytes is NULL");
-  adasplash_context *ctx = (adasplash_context *)cctx;
-  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_saved_size(ctx, &pr, bytes);
-  asp_plan plan;
-  st = asp_attn_plan_for(ctx, &pr, &plan);
-  if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, &plan, &lay);
-  *bytes = lay.saved_bytes;
-  return ADASPLASH_SUCCESS;
+  return asp_attn_size_query(ctx, desc, "adasplash_attention_saved_size", 0, bytes);
 }
 
-adasplash_status adasplash_attention_workspace_size(const adasplash_context *cctx,
+adasplash_status adasplash_attention_workspace_size(const adasplash_context *ctx,
                                                     const adasplash_attention_desc *desc,
                                                     size_t *bytes) {
-  asp_attn_problem pr;
-  adasplash_status st = asp_attn_check_desc(cctx, desc, "adasplash_attention_workspace_size", &pr);
-  if (st != ADASPLASH_SUCCESS) return st;
-  if (!bytes)
-    return asp_fail(cctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_attention_workspace_size: bytes is NULL");
-  adasplash_context *ctx = (adasplash_context *)cctx;
-  if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_workspace_size(ctx, &pr, bytes);
-  asp_plan plan;
-  st = asp_attn_plan_for(ctx, &pr, &plan);
-  if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, &pr, &plan, &lay);
-  *bytes = asp_attn_workspace_need(&lay);
-  return ADASPLASH_SUCCESS;
+  return asp_attn_size_query(ctx, desc, "adasplash_attention_workspace_size", 1, bytes);
 }
 
 adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
@@ -205,54 +197,21 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
 /* ---- the fused forward ------------------------------------------------------------------------
  */
 
-/* The sections of one call: sub-buffers of saved / workspace. */
-typedef struct asp_attn_views {
-  cl_mem sec[ASP_SEC_COUNT];
-  cl_mem owned_ws; /* workspace allocated for this call */
-} asp_attn_views;
-
-static void asp_views_release(asp_attn_views *v) {
-  for (int s = 0; s < ASP_SEC_COUNT; ++s)
-    if (v->sec[s]) clReleaseMemObject(v->sec[s]);
-  if (v->owned_ws) clReleaseMemObject(v->owned_ws);
-  memset(v, 0, sizeof *v);
-}
-
-static adasplash_status asp_views_make(const adasplash_context *ctx, const asp_attn_buffers *lay,
+/* The sections secs of one call as views: in saved where the layout keeps them there (and the
+ * call has a saved buffer), else in the workspace; use holds the sizes this call needs (0: none).
+ */
+static adasplash_status asp_attn_views(const adasplash_context *ctx, const asp_attn_buffers *use,
                                        cl_mem saved, cl_mem ws, const int *secs, size_t nsecs,
-                                       asp_attn_views *v) {
-  adasplash_status st = ADASPLASH_SUCCESS;
-  for (size_t i = 0; i < nsecs && st == ADASPLASH_SUCCESS; ++i) {
-    int s = secs[i];
-    if (lay->size[s] == 0) continue;
-    int from_saved = saved && lay->in_saved[s];
-    st = asp_sub_buffer(ctx, from_saved ? saved : ws,
-                        from_saved ? lay->offset[s] : lay->ws_offset[s], lay->size[s], &v->sec[s]);
+                                       cl_mem views[ASP_SEC_COUNT]) {
+  asp_section sections[ASP_SEC_COUNT];
+  memset(sections, 0, sizeof sections);
+  for (size_t i = 0; i < nsecs; ++i) {
+    const int sec = secs[i], from_saved = saved && use->in_saved[sec];
+    sections[sec].buffer = from_saved ? saved : ws;
+    sections[sec].offset = from_saved ? use->offset[sec] : use->ws_offset[sec];
+    sections[sec].size = use->size[sec];
   }
-  return st;
-}
-
-static adasplash_status asp_check_saved(const adasplash_context *ctx, cl_mem saved, size_t need,
-                                        const char *fn) {
-  adasplash_status st = asp_check_buffer(ctx, saved, "saved", need);
-  if (st == ADASPLASH_ERROR_BUFFER_TOO_SMALL)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SAVED,
-                    "%s: saved buffer is smaller than adasplash_attention_saved_size() (%zu bytes)",
-                    fn, need);
-  return st;
-}
-
-static adasplash_status asp_get_workspace(const adasplash_context *ctx, cl_mem workspace,
-                                          size_t need, asp_attn_views *v, cl_mem *ws) {
-  if (workspace) {
-    adasplash_status st = asp_check_buffer(ctx, workspace, "workspace", need);
-    if (st != ADASPLASH_SUCCESS) return st;
-    *ws = workspace;
-    return ADASPLASH_SUCCESS;
-  }
-  adasplash_status st = asp_create_buffer(ctx, need, &v->owned_ws);
-  *ws = v->owned_ws;
-  return st;
+  return asp_views_make(ctx, sections, ASP_SEC_COUNT, views);
 }
 
 static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -262,19 +221,18 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int tile = plan.params[AP_T], wg = plan.params[AP_WG];
+  const int tile = plan.attn.tile, wg = plan.attn.wg;
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, &plan, &lay);
   const char *fn = "adasplash_attention_forward";
   if (saved) {
-    st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+    st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay.saved_bytes);
     if (st != ADASPLASH_SUCCESS) return st;
   }
-  asp_attn_views views;
-  memset(&views, 0, sizeof views);
-  cl_mem ws = NULL;
-  st = asp_get_workspace(ctx, workspace, saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &views,
-                         &ws);
+  asp_scratch ws;
+  st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace,
+                       saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &ws);
+  cl_mem S[ASP_SEC_COUNT] = {NULL};
   static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
                              ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_ZALPHA, ASP_SEC_TILEMAX};
   asp_attn_buffers use = lay;
@@ -284,9 +242,9 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     use.size[ASP_SEC_BITMAP_T] = 0;
   }
   if (st == ADASPLASH_SUCCESS)
-    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+    st = asp_attn_views(ctx, &use, saved, ws.mem, secs, sizeof secs / sizeof secs[0], S);
   if (st != ADASPLASH_SUCCESS) {
-    asp_views_release(&views);
+    asp_scratch_release(&ws);
     return st;
   }
   const adasplash_attention_desc *d = &pr->d;
@@ -297,11 +255,10 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   /* Quantisation of the in-bin moments: count * qscale < 2^32 for any bin. */
   int bits = 0;
   while (bits < 31 && (1L << bits) <= d->kv_len) ++bits;
-  int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
+  const int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
   a.qscale = (cl_float)(1u << qbits);
   const int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
-  cl_mem *S = views.sec;
 
   if (saved) {
     cl_uint header[16] = {ASP_SAVED_MAGIC, asp_attn_fingerprint(pr, tile)};
@@ -324,8 +281,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(S[ASP_SEC_TILEMAX]),
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
-    st = asp_attn_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3, global,
+                    local);
   }
   if (st == ADASPLASH_SUCCESS) {
     asp_arg args[] = {ASP_ARG(a),
@@ -344,10 +301,11 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
     static const char *const kernels[] = {"attn_forward", "attn_forward_grad",
                                           "attn_forward_alpha"};
-    st = asp_attn_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
+                    global, local);
   }
-  asp_views_release(&views);
+  asp_views_release(S, ASP_SEC_COUNT);
+  asp_scratch_release(&ws);
   return st;
 }
 
@@ -362,26 +320,25 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[AP_WG];
+  const int wg = plan.attn.wg;
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, &plan, &lay);
   const char *fn = "adasplash_attention_backward";
-  (void)out; /* the backward needs only the saved state (out is validated by the caller) */
-  st = asp_check_saved(ctx, saved, lay.saved_bytes, fn);
+  (void)out; /* the fused backward needs only the saved state (out is validated by the caller) */
+  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay.saved_bytes);
   if (st != ADASPLASH_SUCCESS) return st;
-  asp_attn_views views;
-  memset(&views, 0, sizeof views);
-  cl_mem ws = NULL;
-  st = asp_get_workspace(ctx, workspace, lay.ws_bwd_bytes, &views, &ws);
+  asp_scratch ws;
+  st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, lay.ws_bwd_bytes, &ws);
+  cl_mem S[ASP_SEC_COUNT] = {NULL};
   static const int secs[] = {ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP,
                              ASP_SEC_BITMAP_T, ASP_SEC_OUT2,     ASP_SEC_ZALPHA,
                              ASP_SEC_DELTA,    ASP_SEC_DROW,     ASP_SEC_DQACC};
   asp_attn_buffers use = lay;
   if (!dalpha) use.size[ASP_SEC_DROW] = 0;
   if (st == ADASPLASH_SUCCESS)
-    st = asp_views_make(ctx, &use, saved, ws, secs, sizeof secs / sizeof secs[0], &views);
+    st = asp_attn_views(ctx, &use, saved, ws.mem, secs, sizeof secs / sizeof secs[0], S);
   if (st != ADASPLASH_SUCCESS) {
-    asp_views_release(&views);
+    asp_scratch_release(&ws);
     return st;
   }
   const adasplash_attention_desc *d = &pr->d;
@@ -389,7 +346,6 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   const asp_geom g = a.g;
   cl_int want_dalpha = dalpha != NULL;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
-  cl_mem *S = views.sec;
   cl_mem drow = S[ASP_SEC_DROW];
 
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
@@ -403,8 +359,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                    ASP_ARG(want_dalpha),
                    ASP_ARG(S[ASP_SEC_DELTA]),
                    ASP_ARG(drow)};
-  st = asp_attn_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
-                       pre_global, pre_local);
+  st = asp_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
+                  pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
   const int fused = ctx->tuning.attn_bwd_fused;
   if (st == ADASPLASH_SUCCESS && !fused) {
@@ -422,8 +378,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_DELTA]),
                       ASP_ARG(S[ASP_SEC_BITMAP])};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
-                         global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
+                    global, local);
   }
   cl_mem dq_acc = S[ASP_SEC_DQACC];
   if (st == ADASPLASH_SUCCESS && fused) {
@@ -448,22 +404,23 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(dq_acc)};
     const size_t nargs = sizeof args / sizeof args[0] - (fused ? 0 : 1);
-    st = asp_attn_launch(chain, plan.program, fused ? "attn_bwd_fused" : "attn_bwd_dkdv", args,
-                         nargs, 3, global, local);
+    st = asp_launch(chain, plan.program, fused ? "attn_bwd_fused" : "attn_bwd_dkdv", args, nargs, 3,
+                    global, local);
   }
   if (st == ADASPLASH_SUCCESS && fused) {
     const size_t total = rows * (size_t)g.head_dim;
     size_t global[1] = {(total + (size_t)wg - 1) / (size_t)wg * (size_t)wg};
     asp_arg args[] = {ASP_ARG(a), ASP_ARG(dq_acc), ASP_ARG(S[ASP_SEC_ROWSTATE]), ASP_ARG(dq)};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dq_store", args,
-                         sizeof args / sizeof args[0], 1, global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dq_store", args, sizeof args / sizeof args[0], 1,
+                    global, local);
   }
   if (st == ADASPLASH_SUCCESS && dalpha) {
     size_t global[1] = {(size_t)g.q_heads * (size_t)wg};
     asp_arg args[] = {ASP_ARG(a), ASP_ARG(drow), ASP_ARG(dalpha)};
-    st = asp_attn_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
+    st = asp_launch(chain, plan.program, "attn_bwd_dalpha", args, 3, 1, global, local);
   }
-  asp_views_release(&views);
+  asp_views_release(S, ASP_SEC_COUNT);
+  asp_scratch_release(&ws);
   return st;
 }
 
@@ -474,19 +431,10 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
  * when the entmax kernels are not prepared yet (the call then fails with NOT_PREPARED anyway). */
 static size_t asp_attn_state_bytes(adasplash_context *ctx, const asp_attn_problem *pr,
                                    int workspace) {
-  size_t bytes = SIZE_MAX;
-  if (pr->d.algorithm != ADASPLASH_ATTN_ENTMAX) {
-    adasplash_status st = workspace ? asp_baseline_workspace_size(ctx, pr, &bytes)
-                                    : asp_baseline_saved_size(ctx, pr, &bytes);
-    return st == ADASPLASH_SUCCESS ? bytes : SIZE_MAX;
-  }
-  asp_plan plan;
-  if (asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan) !=
-      ADASPLASH_SUCCESS)
+  asp_state_sizes sizes;
+  if (asp_attn_sizes(ctx, pr, 0, &sizes) != ADASPLASH_SUCCESS)
     return SIZE_MAX; /* its NOT_PREPARED message is the one the call reports next */
-  asp_attn_buffers lay;
-  asp_attn_layout(ctx, pr, &plan, &lay);
-  return workspace ? asp_attn_workspace_need(&lay) : lay.saved_bytes;
+  return workspace ? sizes.workspace : sizes.saved;
 }
 
 static asp_region asp_tensor_region(cl_mem buf, const char *name, const asp_layout *l, size_t end,
@@ -534,12 +482,7 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
                                              cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_attn_problem pr;
   const char *fn = "adasplash_attention_forward";
-  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  adasplash_status st = asp_attn_check_call(ctx, desc, fn, queue, nwait, wait, q, k, v, out, &pr);
   if (st == ADASPLASH_SUCCESS)
     st = asp_attn_check_overlaps(ctx, &pr, fn, q, k, v, out, 1, NULL, saved, 1, NULL, NULL, NULL,
                                  NULL, workspace);
@@ -550,11 +493,7 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
     st = asp_entmax_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
   else
     st = asp_baseline_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_attention_backward(
@@ -563,12 +502,7 @@ adasplash_status adasplash_attention_backward(
     cl_mem dalpha, cl_mem workspace, cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_attn_problem pr;
   const char *fn = "adasplash_attention_backward";
-  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, &pr);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_common(ctx, &pr, queue, nwait, wait);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, q, "q", 'q');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, k, "k", 'k');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, v, "v", 'v');
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, out, "out", 'o');
+  adasplash_status st = asp_attn_check_call(ctx, desc, fn, queue, nwait, wait, q, k, v, out, &pr);
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dout, "dout", 'o');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dq, "dq", 'q');
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, &pr, dk, "dk", 'k');
@@ -602,11 +536,7 @@ adasplash_status adasplash_attention_backward(
   else
     st = asp_baseline_backward(ctx, &pr, &chain, q, k, v, out, dout, saved, dq, dk, dv, dalpha,
                                workspace);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 /* Checks a saved buffer against desc for the read-back diagnostics; fills pr, tile, lay. */
@@ -623,9 +553,9 @@ static adasplash_status asp_saved_prologue(adasplash_context *ctx,
   asp_plan plan;
   st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  *tile = plan.params[AP_T];
+  *tile = plan.attn.tile;
   asp_attn_layout(ctx, pr, &plan, lay);
-  st = asp_check_saved(ctx, saved, lay->saved_bytes, fn);
+  st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, lay->saved_bytes);
   if (st != ADASPLASH_SUCCESS) return st;
   cl_uint header[16];
   cl_int err =
@@ -760,8 +690,12 @@ adasplash_status adasplash_attention_saved_read(adasplash_context *ctx,
     float *rs = (float *)malloc(lay.size[ASP_SEC_ROWSTATE]);
     if (!rs) return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "%s: allocating", fn);
     st = asp_read_section(ctx, queue, saved, &lay, ASP_SEC_ROWSTATE, rs);
+    /* The kernels keep m and tau - m; their sum, rounded once: +inf (m = 0, t = +inf) for rows
+     * without visible keys, NaN for rows with non-finite scores. */
     if (st == ADASPLASH_SUCCESS)
-      for (size_t r = 0; r < rows; ++r) tau[r] = rs[2 * r];
+      for (size_t r = 0; r < rows; ++r)
+        tau[r] = (float)((double)rs[ASP_ROWSTATE_COUNT * r + ASP_ROWSTATE_MAX] +
+                         (double)rs[ASP_ROWSTATE_COUNT * r + ASP_ROWSTATE_TAU]);
     free(rs);
     if (st != ADASPLASH_SUCCESS) return st;
   }

@@ -139,7 +139,7 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
   if (d->causal != 0 && d->causal != 1)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->causal=%d must be 0 or 1", fn,
                     d->causal);
-  if (d->flags & ~(ADASPLASH_ATTN_SAVE_ALPHA_GRAD | ADASPLASH_ATTN_FORWARD_ONLY))
+  if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
                     fn, (unsigned)d->flags);
   {
@@ -188,10 +188,13 @@ adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_a
   return asp_check_buffer(ctx, buf, name, need);
 }
 
-adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
-                                       cl_command_queue queue, cl_uint nwait,
-                                       const cl_event *wait) {
-  adasplash_status st = asp_check_queue(ctx, queue);
+adasplash_status asp_attn_check_call(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     cl_command_queue queue, cl_uint nwait, const cl_event *wait,
+                                     cl_mem q, cl_mem k, cl_mem v, cl_mem out,
+                                     asp_attn_problem *pr) {
+  adasplash_status st = asp_attn_check_desc(ctx, desc, fn, pr);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_queue(ctx, queue);
   if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, pr->d.alpha_buf, "desc->alpha_buf",
@@ -200,6 +203,10 @@ adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_a
     st = asp_check_optional_buffer(ctx, pr->d.q_lens, "desc->q_lens", (size_t)pr->d.batch * 4);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, pr->d.kv_lens, "desc->kv_lens", (size_t)pr->d.batch * 4);
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, q, "q", 'q');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, k, "k", 'k');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, v, "v", 'v');
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_check_tensor(ctx, pr, out, "out", 'o');
   return st;
 }
 
@@ -231,7 +238,7 @@ asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *pla
   a.k = pr->k;
   a.v = pr->v;
   a.o = pr->o;
-  a.g = asp_attn_geom(pr, plan->params[AP_T], plan->params[AP_NSEG]);
+  a.g = asp_attn_geom(pr, plan->attn.tile, plan->attn.nseg);
   a.alpha = d->alpha;
   a.scale = d->scale;
   a.tol = d->tolerance;
@@ -255,27 +262,16 @@ static const char *const asp_backward_kernels[] = {"attn_bwd_pre",   "attn_bwd_d
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
-static void asp_attn_plan_key(asp_program_family family, adasplash_dtype dtype, int hd, char *key,
-                              size_t size) {
-  snprintf(key, size, "attn:family=%d:dtype=%d:hd=%d", (int)family, (int)dtype, hd);
+/* The tensor-core path takes 16-bit storage; fp32 keeps the portable path's fp32 products. */
+static int asp_attn_uses_nv(const adasplash_context *ctx, adasplash_dtype dtype) {
+  return ctx->path == ADASPLASH_PATH_NVIDIA_MMA && dtype != ADASPLASH_F32;
 }
 
-/* Local memory of the largest kernel of a program (one arena per kernel, cl/abi.h formulas). */
-static size_t asp_attn_local_bytes(asp_program_family family, int t, int tc, int dk, int bins,
-                                   int kmax, int wg) {
-  const size_t s_only = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 0);
-  const size_t p_b = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 1);
-  const size_t p_bt = ASP_PT_PRODUCT_BYTES((size_t)t, (size_t)tc, (size_t)dk, 2);
-  const size_t qrow = ASP_QROW_BYTES((size_t)t);
-  size_t m = p_b; /* output pass, query-block pass */
-  if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    const size_t tau = s_only + ASP_TAU_PASS_BYTES((size_t)t, (size_t)bins, (size_t)kmax);
-    if (tau > m) m = tau;
-  } else {
-    if (p_bt + qrow > m) m = p_bt + qrow; /* key-block pass */
-    if ((size_t)wg * 4 > m) m = (size_t)wg * 4;
-  }
-  return m;
+static asp_variant_key asp_attn_key(const adasplash_context *ctx, asp_program_family family,
+                                    adasplash_dtype dtype, int head_dim) {
+  return asp_variant_key_of(
+      ctx, family, dtype, asp_attn_padded_head_dim(head_dim),
+      asp_attn_uses_nv(ctx, dtype) ? ctx->tuning.nv_tile : ctx->tuning.attn_tile);
 }
 
 static const int asp_head_dim_sizes[] = {16, 32, 64, 96, 128, 192, 256};
@@ -299,9 +295,8 @@ static int asp_pow2_floor(int v) {
 
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  char key[128];
-  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
-  if (!asp_plan_find(ctx, key, out))
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+  if (!asp_plan_find(ctx, &key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "attention kernels (%s) for dtype %d, head_dim %d are not compiled: call "
                     "adasplash_attention_prepare (or adasplash_warmup) first",
@@ -309,48 +304,60 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
   return ADASPLASH_SUCCESS;
 }
 
-/* Builds one program of a tile configuration and checks its kernels' limits. Returns
- * ADASPLASH_SUCCESS and *fits = 1 when every kernel accepts wg work-items and its local memory. */
-static adasplash_status asp_attn_build(adasplash_context *ctx, asp_program_family family,
-                                       adasplash_dtype dtype, const int *params,
-                                       asp_program **program, int *fits) {
-  const asp_tuning *tu = &ctx->tuning;
-  asp_defines df;
-  asp_defines_init(&df);
-  asp_defines_add_int(&df, "ASP_DTYPE", (long)dtype);
-  asp_defines_add_int(&df, "ASP_TILE_IMPL", params[AP_IMPL]);
-  asp_defines_add_int(&df, "ASP_T", params[AP_T]);
-  asp_defines_add_int(&df, "ASP_WG", params[AP_WG]);
-  asp_defines_add_int(&df, "ASP_HD", params[AP_HD]);
-  if (params[AP_IMPL] == ASP_TILE_NV_MMA) {
-    asp_defines_add_int(
-        &df, "ASP_NSTAGE",
-        family == ASP_PROGRAM_ATTN_BACKWARD ? params[AP_NSTAGE_B] : params[AP_NSTAGE_F]);
-    asp_defines_add_int(&df, "ASP_NV_EMULATE", params[AP_EMU]);
+/* Local memory of a program's largest kernel: every attention kernel has one local arena, its
+ * products' part and its pass's part (cl/abi.h formulas, the same the kernels declare). */
+static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_plan *p) {
+  const size_t t = (size_t)p->tile, hd = (size_t)p->hd, wg = (size_t)p->wg;
+  const size_t nstage = (size_t)(family == ASP_PROGRAM_ATTN_BACKWARD ? p->nstage_b : p->nstage_f);
+#define ASP_PRODUCTS(nb, keep, pprod)                                                     \
+  (p->impl == ASP_TILE_NV_MMA                                                             \
+       ? (size_t)ASP_NV_PRODUCT_BYTES(t, hd, nstage, nb, keep, pprod, (size_t)p->emu, wg) \
+       : (size_t)ASP_PT_PRODUCT_BYTES(t, (size_t)p->tc, (size_t)p->dk, pprod))
+  size_t m = ASP_PRODUCTS(2, 0, 1); /* output pass, query-block pass */
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    const size_t tau =
+        ASP_PRODUCTS(1, 0, 0) + ASP_TAU_PASS_BYTES(t, (size_t)p->bins, (size_t)p->kmax);
+    if (tau > m) m = tau;
   } else {
-    asp_defines_add_int(&df, "ASP_TR", params[AP_TR]);
-    asp_defines_add_int(&df, "ASP_TC", params[AP_TC]);
-    asp_defines_add_int(&df, "ASP_DK", params[AP_DK]);
-    asp_defines_add_int(&df, "ASP_VW", params[AP_VW]);
+    const size_t key = ASP_PRODUCTS(2, 1, 2) + ASP_QROW_BYTES(t); /* key-block pass */
+    if (key > m) m = key;
+    if (wg * 4 > m) m = wg * 4; /* attn_bwd_dalpha */
+  }
+#undef ASP_PRODUCTS
+  return m;
+}
+
+/* Builds one program of a plan and checks its kernels' limits: *fits = 1 when every kernel
+ * accepts the plan's work-items and its local memory. */
+static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant_key *key,
+                                       const asp_attn_plan *p, asp_program **program, int *fits) {
+  const asp_tuning *tu = &ctx->tuning;
+  const asp_program_family family = key->family;
+  asp_defines df;
+  asp_defines_init(&df, ctx, key);
+  asp_defines_add_int(&df, "ASP_TILE_IMPL", p->impl);
+  asp_defines_add_int(&df, "ASP_T", p->tile);
+  asp_defines_add_int(&df, "ASP_WG", p->wg);
+  asp_defines_add_int(&df, "ASP_HD", p->hd);
+  if (p->impl == ASP_TILE_NV_MMA) {
+    asp_defines_add_int(&df, "ASP_NSTAGE",
+                        family == ASP_PROGRAM_ATTN_BACKWARD ? p->nstage_b : p->nstage_f);
+    asp_defines_add_int(&df, "ASP_NV_EMULATE", p->emu);
+  } else {
+    asp_defines_add_int(&df, "ASP_TR", p->tr);
+    asp_defines_add_int(&df, "ASP_TC", p->tc);
+    asp_defines_add_int(&df, "ASP_DK", p->dk);
+    asp_defines_add_int(&df, "ASP_VW", p->vw);
   }
   if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    asp_defines_add_int(&df, "ASP_BINS", params[AP_BINS]);
-    asp_defines_add_int(&df, "ASP_KMAX", params[AP_KMAX]);
+    asp_defines_add_int(&df, "ASP_BINS", p->bins);
+    asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
   }
-  /* Vendor code only on the NVIDIA path: one PTX red.add per float atomic. */
-  const int nv_native =
-      ctx->path == ADASPLASH_PATH_NVIDIA_MMA && !params[AP_EMU] && ctx->dev.is_nvidia;
-  if (family == ASP_PROGRAM_ATTN_BACKWARD && nv_native)
-    asp_defines_add_int(&df, "ASP_PTX_ATOMICS", 1);
-  char defines[1024];
-  asp_defines_text(&df, defines, sizeof defines);
-  if (params[AP_IMPL] == ASP_TILE_NV_MMA && nv_native) {
-    /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
-    const size_t len = strlen(defines);
-    snprintf(defines + len, sizeof defines - len, " -cl-nv-arch sm_%d",
-             ctx->dev.info.nvidia_compute_capability);
-  }
-  adasplash_status st = asp_program_get(ctx, family, defines, program);
+  /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
+  char arch[32] = "";
+  if (p->impl == ASP_TILE_NV_MMA && !p->emu)
+    snprintf(arch, sizeof arch, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
+  adasplash_status st = asp_variant_program_opts(ctx, key, &df, arch, program);
   if (st != ADASPLASH_SUCCESS) return st;
   const char *const *names = asp_softmax_kernels;
   size_t count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
@@ -361,7 +368,7 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, asp_program_famil
     names = asp_backward_kernels;
     count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
   }
-  size_t fit = (size_t)params[AP_WG];
+  size_t fit = (size_t)p->wg;
   for (size_t i = 0; i < count; ++i) {
     const asp_kernel *k = asp_program_kernel(*program, names[i]);
     if (!k)
@@ -372,18 +379,17 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, asp_program_famil
     if (k->max_work_group_size < fit) fit = k->max_work_group_size;
     if (k->local_mem_size > tu->local_mem) fit = 0;
   }
-  *fits = fit >= (size_t)params[AP_WG];
+  *fits = fit >= (size_t)p->wg;
   return ADASPLASH_SUCCESS;
 }
 
-/* The tile configuration of the forward program (what the threshold pass's bitmap is made of):
- * fitted to local memory and the work-group limit, then to the compiled kernels' limits. The
- * backward program reuses it exactly (its bitmap comes from the forward). */
-static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_family family,
-                                            adasplash_dtype dtype, int head_dim, int *params,
-                                            asp_program **program) {
+/* The portable plan: TR x TC work-items over T x T tiles, fitted to local memory (bins, then
+ * candidates, then the head-dim chunk, then the tile and the work-group shrink) and then to the
+ * compiled kernels' limits. The forward's plan fixes the tiles; the backward reuses it. */
+static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp_variant_key *key,
+                                               int head_dim, asp_plan *plan) {
   const asp_tuning *tu = &ctx->tuning;
-  int t = tu->attn_tile, wg = tu->attn_wg, dk = tu->attn_dk, bins = tu->attn_bins, kmax = 32;
+  int t = tu->attn_tile, wg = tu->attn_wg;
   wg = asp_pow2_floor(wg < (int)tu->max_wg ? wg : (int)tu->max_wg);
   const int hd = asp_attn_padded_head_dim(head_dim);
   for (;;) {
@@ -391,7 +397,7 @@ static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_
      * head dim), TR rows; every row needs an owner. */
     int tc = 1;
     while (tc * tc < wg && tc < 16) tc *= 2;
-    int tr = wg / tc;
+    const int tr = wg / tc;
     if (t < tc) t = tc;
     if (wg < t) t = asp_pow2_floor(wg);
     if (t % tr != 0 || t % tc != 0 || t < tc || t < tr) {
@@ -409,36 +415,27 @@ static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_
     while (vw > 1 && ((t / tc) % vw != 0 || (hd / tc) % vw != 0)) vw /= 2;
     int unit = vw * tc;
     while (unit % 4 != 0) unit *= 2;
-    int dkk = dk < unit ? unit : (dk / unit) * unit;
-    while (dkk > unit && (dkk > hd || hd % dkk != 0)) dkk -= unit;
-    if (hd % dkk != 0) dkk = hd; /* one chunk: unit does not divide the head dim */
-    int bb = bins, km = kmax;
-    size_t need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
-    size_t need_b = asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, tc, dkk, bb, km, wg);
-    if (need_b > need) need = need_b;
-    while (need + 256 > tu->local_mem && bb > 4) {
-      bb /= 2;
-      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
-      if (need_b > need) need = need_b;
+    int dk = tu->attn_dk < unit ? unit : (tu->attn_dk / unit) * unit;
+    while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
+    if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
+    asp_attn_plan p = {
+        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0};
+    const size_t avail = tu->local_mem > 256 ? tu->local_mem - 256 : 0;
+#define ASP_NEED                                                 \
+  (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
+   asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, &p) > avail)
+    while (ASP_NEED && p.bins > 4) p.bins /= 2;
+    while (ASP_NEED && p.kmax > 8) p.kmax /= 2;
+    while (ASP_NEED && p.dk > unit && hd % unit == 0) {
+      p.dk -= unit;
+      while (p.dk > unit && hd % p.dk != 0) p.dk -= unit;
     }
-    while (need + 256 > tu->local_mem && km > 8) {
-      km /= 2;
-      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
-      if (need_b > need) need = need_b;
-    }
-    while (need + 256 > tu->local_mem && dkk > unit && hd % unit == 0) {
-      dkk -= unit;
-      while (dkk > unit && hd % dkk != 0) dkk -= unit;
-      need = asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, tc, dkk, bb, km, wg);
-      need_b = asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, tc, dkk, bb, km, wg);
-      if (need_b > need) need = need_b;
-    }
-    if (need + 256 > tu->local_mem) {
+    if (ASP_NEED) {
       if (wg <= 16 && t <= 8)
         return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                         "attention needs %zu bytes of local memory even with the smallest tiles; "
                         "the device offers %lu",
-                        need, tu->local_mem);
+                        asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p), tu->local_mem);
       if (t > tc) {
         t /= 2;
       } else {
@@ -447,155 +444,109 @@ static adasplash_status asp_attn_plan_tiles(adasplash_context *ctx, asp_program_
       }
       continue;
     }
-    memset(params, 0, ASP_PLAN_PARAMS * sizeof *params);
-    params[AP_T] = t;
-    params[AP_WG] = wg;
-    params[AP_TR] = tr;
-    params[AP_TC] = tc;
-    params[AP_DK] = dkk;
-    params[AP_HD] = hd;
-    params[AP_BINS] = bb;
-    params[AP_KMAX] = km;
-    params[AP_VW] = vw;
-    params[AP_NSEG] = tr;
-    params[AP_IMPL] = ASP_TILE_PORTABLE;
+#undef ASP_NEED
     int fits = 0;
-    adasplash_status st = asp_attn_build(ctx, family, dtype, params, program, &fits);
+    adasplash_status st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
     if (st != ADASPLASH_SUCCESS) return st;
-    if (fits) return ADASPLASH_SUCCESS;
+    if (fits) {
+      plan->attn = p;
+      return ADASPLASH_SUCCESS;
+    }
     if (wg <= 16)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                       "attention kernels of %s do not accept %d work-items on this device",
-                      asp_program_file(family), wg);
+                      asp_program_file(key->family), wg);
     wg /= 2; /* registers or local memory limit the compiled kernels: try a smaller grid */
     if (t > 8 && wg < t) t /= 2;
   }
 }
 
-/* Local memory of the NVIDIA path's largest kernel of a program (cl/abi.h formulas). */
-static size_t asp_nv_local_bytes(asp_program_family family, int t, int hd, int nstage, int bins,
-                                 int kmax, int emu, int wg) {
-#define ASP_NV_P(nb, keep, pprod)                                                            \
-  ((size_t)ASP_NV_PRODUCT_BYTES((size_t)t, (size_t)hd, (size_t)nstage, nb, keep, pprod, emu, \
-                                (size_t)wg))
-  size_t m = ASP_NV_P(2, 0, 1); /* output pass, query-block pass */
-  if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    const size_t tau =
-        ASP_NV_P(1, 0, 0) + ASP_TAU_PASS_BYTES((size_t)t, (size_t)bins, (size_t)kmax);
-    if (tau > m) m = tau;
-  } else {
-    const size_t key = ASP_NV_P(2, 1, 2) + ASP_QROW_BYTES((size_t)t);
-    if (key > m) m = key;
-  }
-#undef ASP_NV_P
-  return m;
-}
-
-/* The NVIDIA tensor-core plan: T x T tiles, warps of T/warps rows (a multiple of 16), forward and
- * backward programs each with as many operand slots (1 or 2) as local memory allows. Returns
- * UNSUPPORTED when no configuration fits (the caller then plans the portable path). */
-static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, asp_program_family family,
-                                         adasplash_dtype dtype, int head_dim, int *params,
-                                         asp_program **program) {
+/* The NVIDIA tensor-core plan: T x T tiles, warps of T/warps rows (a multiple of 16), the forward
+ * and backward programs each with as many operand slots (1 or 2) as local memory allows. Returns
+ * ADASPLASH_ERROR_UNSUPPORTED without a message when the head dim or no tile fits (the caller
+ * then plans the portable path). */
+static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_variant_key *key,
+                                         int head_dim, asp_plan *plan) {
   const asp_tuning *tu = &ctx->tuning;
   const int hd = asp_attn_padded_head_dim(head_dim);
-  const int emu =
-      tu->nv_emulate && !(ctx->dev.is_nvidia && ctx->dev.info.nvidia_compute_capability >= 80);
   int t = tu->nv_tile, nw = tu->nv_warps;
   while (nw > 1 && (t % (16 * nw) != 0 || 32 * nw > (int)tu->max_wg)) --nw;
-  if (t % 16 != 0 || t % (16 * nw) != 0 || hd > 128 || hd % 16 != 0)
-    return ADASPLASH_ERROR_UNSUPPORTED;
-  int bins = tu->attn_bins, kmax = 32;
+  if (t % (16 * nw) != 0 || hd > 128 || hd % 16 != 0) return ADASPLASH_ERROR_UNSUPPORTED;
+  const size_t avail = tu->local_mem > 256 ? tu->local_mem - 256 : 0;
   for (;;) {
-    const int wg = 32 * nw;
-    int sf = tu->nv_stages, sb = tu->nv_stages, bb = bins, km = kmax;
-    const size_t avail = tu->local_mem > 256 ? tu->local_mem - 256 : 0;
-    while (asp_nv_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, hd, sf, bb, km, emu, wg) > avail) {
-      if (bb > 8)
-        bb /= 2;
-      else if (km > 16)
-        km /= 2;
-      else if (sf > 1)
-        --sf;
-      else if (bb > 4)
-        bb /= 2;
-      else if (km > 8)
-        km /= 2;
+    asp_attn_plan p = {ASP_TILE_NV_MMA,
+                       t,
+                       32 * nw,
+                       hd,
+                       tu->attn_bins,
+                       32,
+                       nw,
+                       0,
+                       0,
+                       0,
+                       0,
+                       tu->nv_stages,
+                       tu->nv_stages,
+                       !asp_variant_nv_native(ctx)};
+    while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
+      if (p.bins > 8)
+        p.bins /= 2;
+      else if (p.kmax > 16)
+        p.kmax /= 2;
+      else if (p.nstage_f > 1)
+        --p.nstage_f;
+      else if (p.bins > 4)
+        p.bins /= 2;
+      else if (p.kmax > 8)
+        p.kmax /= 2;
       else
         break;
     }
-    while (sb > 1 &&
-           asp_nv_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, hd, sb, bb, km, emu, wg) > avail)
-      --sb;
-    if (asp_nv_local_bytes(ASP_PROGRAM_ATTN_FORWARD, t, hd, sf, bb, km, emu, wg) > avail ||
-        asp_nv_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, t, hd, sb, bb, km, emu, wg) > avail) {
-      if (t / 2 < 16 * nw) return ADASPLASH_ERROR_UNSUPPORTED;
+    while (p.nstage_b > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, &p) > avail)
+      --p.nstage_b;
+    if (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail ||
+        asp_attn_local_bytes(ASP_PROGRAM_ATTN_BACKWARD, &p) > avail) {
+      if (t / 2 < 16 * nw || (t / 2) % 16 != 0) return ADASPLASH_ERROR_UNSUPPORTED;
       t /= 2;
       continue;
     }
-    memset(params, 0, ASP_PLAN_PARAMS * sizeof *params);
-    params[AP_T] = t;
-    params[AP_WG] = wg;
-    params[AP_HD] = hd;
-    params[AP_BINS] = bb;
-    params[AP_KMAX] = km;
-    params[AP_NSEG] = nw;
-    params[AP_IMPL] = ASP_TILE_NV_MMA;
-    params[AP_NSTAGE_F] = sf;
-    params[AP_NSTAGE_B] = sb;
-    params[AP_EMU] = emu;
     int fits = 0;
-    adasplash_status st = asp_attn_build(ctx, family, dtype, params, program, &fits);
+    adasplash_status st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
     if (st != ADASPLASH_SUCCESS) return st;
-    return fits ? ADASPLASH_SUCCESS
-                : asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                           "the NVIDIA attention kernels do not accept %d work-items", wg);
+    if (!fits)
+      return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                      "the NVIDIA attention kernels do not accept %d work-items", p.wg);
+    plan->attn = p;
+    return ADASPLASH_SUCCESS;
   }
 }
 
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  char key[128];
-  asp_attn_plan_key(family, dtype, asp_attn_padded_head_dim(head_dim), key, sizeof key);
-  if (asp_plan_find(ctx, key, out)) return ADASPLASH_SUCCESS;
-  int params[ASP_PLAN_PARAMS];
-  asp_program *program = NULL;
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+  if (asp_plan_find(ctx, &key, out)) return ADASPLASH_SUCCESS;
+  asp_plan plan;
+  memset(&plan, 0, sizeof plan);
+  plan.key = key;
   adasplash_status st;
   if (family == ASP_PROGRAM_ATTN_BACKWARD) {
-    /* The backward runs on the forward's tiles. */
+    /* The backward runs on the forward's tiles (its bitmap comes from the forward). */
     asp_plan fwd;
     st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, &fwd);
     if (st != ADASPLASH_SUCCESS) return st;
-    memcpy(params, fwd.params, sizeof params);
+    plan.attn = fwd.attn;
     int fits = 0;
-    st = asp_attn_build(ctx, family, dtype, params, &program, &fits);
+    st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
     if (st == ADASPLASH_SUCCESS && !fits)
       st = asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "the backward kernels do not accept the forward's %d work-items on this "
                     "device (lower attn_wg)",
-                    params[AP_WG]);
+                    plan.attn.wg);
   } else {
-    /* The tensor-core path takes 16-bit storage and head dims up to 128; the rest stays
-     * portable. */
     st = ADASPLASH_ERROR_UNSUPPORTED;
-    if (ctx->path == ADASPLASH_PATH_NVIDIA_MMA && dtype != ADASPLASH_F32)
-      st = asp_attn_plan_nv(ctx, family, dtype, head_dim, params, &program);
-    if (st == ADASPLASH_ERROR_UNSUPPORTED)
-      st = asp_attn_plan_tiles(ctx, family, dtype, head_dim, params, &program);
+    if (asp_attn_uses_nv(ctx, dtype)) st = asp_attn_plan_nv(ctx, &key, head_dim, &plan);
+    if (st == ADASPLASH_ERROR_UNSUPPORTED) st = asp_attn_plan_portable(ctx, &key, head_dim, &plan);
   }
-  if (st == ADASPLASH_SUCCESS) st = asp_plan_store(ctx, key, program, params);
-  if (st == ADASPLASH_SUCCESS) st = asp_attn_find_plan(ctx, family, dtype, head_dim, out);
-  return st;
-}
-
-adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,
-                                 const asp_arg *args, size_t nargs, cl_uint dims,
-                                 const size_t *global, const size_t *local) {
-  const asp_kernel *k = asp_program_kernel(program, kernel);
-  if (!k) return asp_fail(chain->ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s not found", kernel);
-  asp_mutex_lock(&program->lock);
-  adasplash_status st = asp_set_args(chain->ctx, k, args, nargs);
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, dims, global, local);
-  asp_mutex_unlock(&program->lock);
-  return st;
+  if (st != ADASPLASH_SUCCESS) return st;
+  return asp_plan_store(ctx, &plan, out);
 }

@@ -1,31 +1,16 @@
 /*
  * attention_common.h - what the attention algorithms (fused entmax, softmax flash baseline, dense
- * CLBlast baseline) share on the host: the validated problem, resolved tensor layouts, the tile
- * plan, the kernel-side mirrors of asp_layout / asp_geom, and argument checks.
+ * CLBlast baseline) share on the host: the validated problem, resolved tensor layouts (the
+ * host-kernel ABI structs of cl/abi.h), the tile plan, the kernels' by-value parameters, and
+ * argument checks.
  */
 #ifndef ASP_ATTENTION_COMMON_H
 #define ASP_ATTENTION_COMMON_H
 
 #include "abi.h" /* cl/abi.h: the structs, indices and local-memory formulas kernels share */
 #include "internal.h"
-
-/* Tile plan of the attention programs (indices into asp_plan.params). */
-enum {
-  AP_T = 0,    /* tile side */
-  AP_WG,       /* work-items */
-  AP_TR,       /* work-item rows */
-  AP_TC,       /* work-item columns */
-  AP_DK,       /* head-dim chunk */
-  AP_HD,       /* padded head dim */
-  AP_BINS,     /* histogram bins */
-  AP_KMAX,     /* exact-finish candidates per row */
-  AP_VW,       /* portable: vector width of column groups */
-  AP_NSEG,     /* row segments per block (tile maxima are kept per segment) */
-  AP_IMPL,     /* tile implementation (ASP_TILE_PORTABLE, ASP_TILE_NV_MMA) */
-  AP_NSTAGE_F, /* NVIDIA: operand slots of the forward program */
-  AP_NSTAGE_B, /* NVIDIA: operand slots of the backward program */
-  AP_EMU       /* NVIDIA: PTX emulated (tests on other devices) */
-};
+#include "launch.h"
+#include "variant.h"
 
 /* A validated attention problem. */
 typedef struct asp_attn_problem {
@@ -42,11 +27,16 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
 /* Checks the input tensors q, k, v (and out/dout as "out"-shaped tensors, names given). */
 adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_attn_problem *pr,
                                        cl_mem buf, const char *name, char which);
-adasplash_status asp_attn_check_common(const adasplash_context *ctx, const asp_attn_problem *pr,
-                                       cl_command_queue queue, cl_uint nwait, const cl_event *wait);
+/* The checks both enqueueing calls start with: desc (into pr), the queue, the wait list, the
+ * optional small buffers of desc, then q, k, v and out. */
+adasplash_status asp_attn_check_call(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     cl_command_queue queue, cl_uint nwait, const cl_event *wait,
+                                     cl_mem q, cl_mem k, cl_mem v, cl_mem out,
+                                     asp_attn_problem *pr);
 
-/* Tile plan for (family, dtype, head_dim): fits the tuning to the device, builds the program and
- * checks the kernels' limits; stored in the context's plan cache. */
+/* The tile plan (out->attn) for (family, dtype, head_dim): fits the tuning to the device, builds
+ * the program and checks the kernels' limits; stored in the context's plans. */
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out);
 /* Looks up the plan without building (NOT_PREPARED if absent). */
@@ -57,15 +47,11 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
 int asp_attn_padded_head_dim(int head_dim);
 const int *asp_attn_head_dim_sizes(size_t *count);
 
+/* The geometry for tiles of side tile and nseg row segments per block. */
 asp_geom asp_attn_geom(const asp_attn_problem *pr, int tile, int nseg);
-/* The by-value kernel parameters of a call (use_hist, qscale, write_t left 0 for the caller). */
+/* The by-value kernel parameters of a call on plan (use_hist, qscale, write_t left 0). */
 asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *plan);
 /* The effective logit scale (desc->scale or 1/sqrt(head_dim)). */
 float asp_attn_scale(const adasplash_attention_desc *d);
-
-/* Sets kernel arguments and enqueues on the chain under the program lock. */
-adasplash_status asp_attn_launch(asp_chain *chain, asp_program *program, const char *kernel,
-                                 const asp_arg *args, size_t nargs, cl_uint dims,
-                                 const size_t *global, const size_t *local);
 
 #endif /* ASP_ATTENTION_COMMON_H */

@@ -7,6 +7,7 @@
 #define ASP_ATTENTION_INTERNAL_H
 
 #include "attention_common.h"
+#include "workspace.h"
 
 /* Sections of the saved buffer and the workspace. */
 enum {
@@ -39,13 +40,16 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
 size_t asp_attn_workspace_need(const asp_attn_buffers *lay);
 uint32_t asp_attn_fingerprint(const asp_attn_problem *pr, int tile);
 
+/* Bytes of the saved state and of the workspace one algorithm needs for a problem. */
+typedef struct asp_state_sizes {
+  size_t saved, workspace;
+} asp_state_sizes;
+
 /* The baselines: softmax flash (softmax_flash.c) and dense CLBlast entmax (dense.c). */
 #define ASP_DECLARE_ATTENTION_ALGORITHM(prefix)                                                  \
   adasplash_status prefix##_prepare(adasplash_context *ctx, const asp_attn_problem *pr);         \
-  adasplash_status prefix##_saved_size(adasplash_context *ctx, const asp_attn_problem *pr,       \
-                                       size_t *bytes);                                           \
-  adasplash_status prefix##_workspace_size(adasplash_context *ctx, const asp_attn_problem *pr,   \
-                                           size_t *bytes);                                       \
+  void prefix##_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,                  \
+                      asp_state_sizes *sizes);                                                   \
   adasplash_status prefix##_forward(adasplash_context *ctx, const asp_attn_problem *pr,          \
                                     asp_chain *chain, cl_mem q, cl_mem k, cl_mem v, cl_mem out,  \
                                     cl_mem saved, cl_mem workspace);                             \

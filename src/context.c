@@ -1,15 +1,15 @@
 /*
- * context.c - context creation (owned or borrowed OpenCL objects), release, queries, the choice of
- * kernel path and tuning, and the small enqueue helpers every operator uses.
+ * context.c - context creation (owned or borrowed OpenCL objects) and its setup (device
+ * description, program cache, tuning, kernel path), release with the modules' release hooks, and
+ * queries.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "disk_cache.h"
 #include "internal.h"
-#include "sha256.h"
+#include "variant.h"
 
 void adasplash_context_options_init(adasplash_context_options *options) {
   if (!options) return;
@@ -53,164 +53,18 @@ static adasplash_status asp_check_options(const adasplash_context_options *o) {
   return ADASPLASH_SUCCESS;
 }
 
-static void asp_default_tuning(const asp_device *dev, asp_tuning *t) {
-  memset(t, 0, sizeof *t);
-  t->local_mem = (unsigned long)dev->info.local_mem_size;
-  t->max_wg = (unsigned long)dev->info.max_work_group_size;
-  if (dev->is_gpu) {
-    /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
-     * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
-     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (tools/gpu_session.sh sweep). */
-    t->attn_tile = 32;
-    t->attn_wg = 64;
-    t->attn_dk = 16;
-    t->attn_bins = 16;
-    t->rows_wg = 256;
-    t->rows_bins = 64;
-    t->rows_seg_cols = 65536;
-    /* One work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
-     * H100, 15x the plain-bracket start. */
-    t->rows_wg_bracket = 1;
-  } else {
-    /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
-     * 16x16 tiles: adasplash-tune on PoCL (2-core EPYC, N=2048, H=4, D=64, f32, causal, beta=2)
-     * measured fwd+bwd 472 ms against 817 ms with 32x32 (finer tiles skip more, and a work-item
-     * owns 2x2 scores instead of 4x4); at N=4096 entmax 1561 vs 2734 ms, softmax 4967 vs 6416. */
-    t->attn_tile = 16;
-    t->attn_wg = 64;
-    t->attn_dk = 32;
-    t->attn_bins = 16;
-    t->rows_wg = 64;
-    t->rows_bins = 64;
-    t->rows_seg_cols = 65536;
-  }
-  t->rows_cache = 1;
-  t->attn_hist = 1;
-  /* The fused backward (dQ added atomically) won on both device classes measured: H100, N=16384,
-   * H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1 split; PoCL
-   * (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles, N=2048:
-   * fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order); attn_bwd_fused=0
-   * is. */
-  t->attn_bwd_fused = 1;
-  /* NVIDIA tensor-core path: 64x64 tiles (the block-sparsity granularity of the peers), 4 warps of
-   * 16 rows, the next tile prefetched with cp.async where local memory allows. */
-  t->nv_tile = 64;
-  t->nv_warps = 4;
-  t->nv_stages = 2;
-  t->nv_emulate = 0;
-}
-
-/* "<dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. dir is the cache directory
- * even where program binaries are not cached there (PoCL, ADASPLASH_DISK_CACHE=OFF builds): the
- * tuned file is small text that adasplash-tune writes for every device. */
-static int asp_tuned_file_path(const adasplash_context *ctx, const char *dir, char *out,
-                               size_t size) {
-  const char *env = asp_getenv("ADASPLASH_TUNE_FILE");
-  if (env) return asp_strlcpy(out, env, size) == 0;
-  if (!dir[0]) return 0;
-  asp_sha256_ctx h;
-  asp_sha256_init(&h);
-  const adasplash_device_info *i = &ctx->dev.info;
-  const char *parts[] = {i->platform_name, i->device_name, i->device_version, i->driver_version};
-  for (size_t p = 0; p < 4; ++p) asp_sha256_update(&h, parts[p], strlen(parts[p]) + 1);
-  uint8_t digest[32];
-  asp_sha256_final(&h, digest);
-  char hex[65];
-  asp_hex(digest, 8, hex);
-  int n = snprintf(out, size, "%s/tuned-%s.conf", dir, hex);
-  return n > 0 && (size_t)n < size;
-}
-
-static adasplash_status asp_init_tuning(adasplash_context *ctx, const char *override,
-                                        const char *tune_dir) {
-  asp_default_tuning(&ctx->dev, &ctx->tuning);
-  unsigned long dev_local = (unsigned long)ctx->dev.info.local_mem_size;
-  unsigned long dev_wg = (unsigned long)ctx->dev.info.max_work_group_size;
-  char err[512];
-  char *path = ctx->dev.info.tuned_file;
-  path[0] = '\0';
-  ctx->dev.info.tuned_file_loaded = 0;
-  if (asp_tuned_file_path(ctx, tune_dir, path, sizeof ctx->dev.info.tuned_file)) {
-    FILE *f = fopen(path, "rb");
-    if (f) {
-      char text[8192];
-      size_t n = fread(text, 1, sizeof text - 1, f);
-      fclose(f);
-      text[n] = '\0';
-      if (asp_tuning_apply(&ctx->tuning, text, dev_local, dev_wg, err, sizeof err) != 0)
-        return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "tuned file %s: %s", path, err);
-      ctx->dev.info.tuned_file_loaded = 1;
-    }
-  } else {
-    path[0] = '\0';
-  }
-  if (!override) override = asp_getenv("ADASPLASH_TUNE");
-  if (asp_tuning_apply(&ctx->tuning, override, dev_local, dev_wg, err, sizeof err) != 0)
-    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "ADASPLASH_TUNE: %s", err);
-  /* The planners see the (possibly lowered) limits through the public device info too. */
-  ctx->dev.info.local_mem_size = ctx->tuning.local_mem;
-  ctx->dev.info.max_work_group_size = ctx->tuning.max_wg;
-  asp_tuning_format(&ctx->tuning, ctx->dev.info.tuning, sizeof ctx->dev.info.tuning);
-  return ADASPLASH_SUCCESS;
-}
-
-/* auto: the NVIDIA tensor-core path on NVIDIA devices of compute capability >= 8.0 (read through
- * cl_nv_device_attribute_query), else portable. nvidia: that path or UNSUPPORTED; the tuning key
- * nv_emulate=1 lets it run emulated on any device (for tests). */
-static adasplash_status asp_choose_path(adasplash_context *ctx, const char *request) {
-  if (!request) request = asp_getenv("ADASPLASH_PATH");
-  if (!request) request = "auto";
-  const int mma = ctx->dev.is_nvidia && ctx->dev.info.nvidia_compute_capability >= 80;
-  ctx->path = ADASPLASH_PATH_PORTABLE;
-  if (asp_equals_nocase(request, "portable")) return ADASPLASH_SUCCESS;
-  if (asp_equals_nocase(request, "auto")) {
-    if (mma) ctx->path = ADASPLASH_PATH_NVIDIA_MMA;
-    return ADASPLASH_SUCCESS;
-  }
-  if (asp_equals_nocase(request, "nvidia")) {
-    if (!mma && !ctx->tuning.nv_emulate)
-      return asp_fail(NULL, ADASPLASH_ERROR_UNSUPPORTED,
-                      "kernel path \"nvidia\" needs an NVIDIA device of compute capability >= "
-                      "8.0 (this one: %s, capability %d); use \"portable\" or \"auto\"",
-                      ctx->dev.info.device_name, ctx->dev.info.nvidia_compute_capability);
-    ctx->path = ADASPLASH_PATH_NVIDIA_MMA;
-    return ADASPLASH_SUCCESS;
-  }
-  return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                  "kernel path \"%s\" is unknown (use auto, portable or nvidia)", request);
-}
-
 static adasplash_status asp_context_finish(adasplash_context *ctx,
                                            const adasplash_context_options *o) {
   adasplash_status st = asp_device_describe(NULL, ctx->device, &ctx->dev);
   if (st != ADASPLASH_SUCCESS) return st;
-  /* The disk cache: an explicit directory (option or $ADASPLASH_CACHE_DIR) is always used; the
-   * default location only when the build enables it and the driver does not cache by itself. */
-  const int explicit_dir = o->cache_dir != NULL || getenv("ADASPLASH_CACHE_DIR") != NULL;
-  ctx->disk_cache = asp_disk_cache_dir(o->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
   char tune_dir[sizeof ctx->cache_dir];
-  memcpy(tune_dir, ctx->cache_dir, sizeof tune_dir);
-  if (!ctx->disk_cache) tune_dir[0] = '\0'; /* "off", or no usable directory */
-  if (ctx->disk_cache && !explicit_dir && !ADASPLASH_DISK_CACHE_DEFAULT) {
-    ctx->disk_cache = 0;
-    asp_strlcpy(ctx->stats.cache_note, "off: built with ADASPLASH_DISK_CACHE=OFF",
-                sizeof ctx->stats.cache_note);
-  } else if (ctx->disk_cache && !explicit_dir && ctx->dev.is_pocl) {
-    ctx->disk_cache = 0;
-    asp_strlcpy(ctx->stats.cache_note,
-                "off: PoCL caches compiled kernels itself (set ADASPLASH_CACHE_DIR to cache too)",
-                sizeof ctx->stats.cache_note);
-  } else if (!ctx->disk_cache) {
-    asp_strlcpy(ctx->stats.cache_note, "off: disabled by \"off\" or no usable directory",
-                sizeof ctx->stats.cache_note);
-  }
-  if (!ctx->disk_cache) ctx->cache_dir[0] = '\0';
+  asp_program_cache_open(ctx, o->cache_dir, tune_dir, sizeof tune_dir);
   const char *kdir = o->kernel_dir ? o->kernel_dir : asp_getenv("ADASPLASH_KERNEL_DIR");
   if (kdir && asp_strlcpy(ctx->kernel_dir, kdir, sizeof ctx->kernel_dir))
     return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "kernel_dir is too long");
-  st = asp_init_tuning(ctx, o->tune, tune_dir);
+  st = asp_tuning_init(&ctx->dev, o->tune, tune_dir, &ctx->tuning);
   if (st != ADASPLASH_SUCCESS) return st;
-  st = asp_choose_path(ctx, o->path);
+  st = asp_variant_choose_path(ctx, o->path, &ctx->path, &ctx->path_auto);
   if (st != ADASPLASH_SUCCESS) return st;
   ctx->dev.info.kernel_path = ctx->path;
   asp_strlcpy(ctx->dev.info.selection_reason, ctx->selection_reason,
@@ -342,13 +196,28 @@ adasplash_status adasplash_context_create_borrowed(cl_context context, cl_device
 
 adasplash_status adasplash_context_release(adasplash_context *ctx) {
   if (!ctx) return ADASPLASH_SUCCESS;
+  asp_plan_release_all(ctx);
   asp_program_release_all(ctx);
-  asp_dense_release(ctx);
+  for (int i = 0; i < ctx->release_hook_count; ++i) ctx->release_hooks[i](ctx);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
   asp_mutex_destroy(&ctx->lock);
   free(ctx);
   return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_context_on_release(adasplash_context *ctx, asp_release_hook hook) {
+  adasplash_status st = ADASPLASH_SUCCESS;
+  const int cap = (int)(sizeof ctx->release_hooks / sizeof ctx->release_hooks[0]);
+  asp_mutex_lock(&ctx->lock);
+  int known = 0;
+  for (int i = 0; i < ctx->release_hook_count; ++i) known |= ctx->release_hooks[i] == hook;
+  if (!known && ctx->release_hook_count < cap)
+    ctx->release_hooks[ctx->release_hook_count++] = hook;
+  else if (!known)
+    st = asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "more than %d release hooks", cap);
+  asp_mutex_unlock(&ctx->lock);
+  return st;
 }
 
 adasplash_status adasplash_context_get_cl(const adasplash_context *ctx, cl_context *context,
@@ -362,171 +231,34 @@ adasplash_status adasplash_context_get_cl(const adasplash_context *ctx, cl_conte
   return ADASPLASH_SUCCESS;
 }
 
+/* Copies a versioned public struct (size_t struct_size first) to a caller's struct of this or an
+ * older, smaller version, under the context lock. */
+static adasplash_status asp_copy_versioned(const adasplash_context *ctx, const char *fn,
+                                           const char *name, void *out, const void *src,
+                                           size_t full) {
+  if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
+  if (!out) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
+  size_t n;
+  memcpy(&n, out, sizeof n);
+  if (n < sizeof(size_t) || n > full)
+    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s->struct_size=%zu (expected %zu)",
+                    fn, name, n, full);
+  adasplash_context *c = (adasplash_context *)ctx;
+  asp_mutex_lock(&c->lock);
+  memcpy(out, src, n);
+  asp_mutex_unlock(&c->lock);
+  memcpy(out, &n, sizeof n);
+  return ADASPLASH_SUCCESS;
+}
+
 adasplash_status adasplash_context_get_device_info(const adasplash_context *ctx,
                                                    adasplash_device_info *info) {
-  if (!ctx)
-    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_device_info: ctx is NULL");
-  if (!info)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_device_info: info is NULL");
-  if (info->struct_size < sizeof(size_t) || info->struct_size > sizeof *info)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_device_info: info->struct_size=%zu (expected %zu)",
-                    info->struct_size, sizeof *info);
-  size_t n = info->struct_size;
-  memcpy(info, &ctx->dev.info, n);
-  info->struct_size = n;
-  return ADASPLASH_SUCCESS;
+  return asp_copy_versioned(ctx, "adasplash_context_get_device_info", "info", info,
+                            ctx ? &ctx->dev.info : NULL, sizeof *info);
 }
 
 adasplash_status adasplash_context_get_cache_stats(const adasplash_context *ctx,
                                                    adasplash_cache_stats *stats) {
-  if (!ctx)
-    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_cache_stats: ctx is NULL");
-  if (!stats)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_cache_stats: stats is NULL");
-  if (stats->struct_size < sizeof(size_t) || stats->struct_size > sizeof *stats)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "adasplash_context_get_cache_stats: stats->struct_size=%zu (expected %zu)",
-                    stats->struct_size, sizeof *stats);
-  size_t n = stats->struct_size;
-  adasplash_context *c = (adasplash_context *)ctx;
-  asp_mutex_lock(&c->lock);
-  memcpy(stats, &c->stats, n);
-  asp_mutex_unlock(&c->lock);
-  stats->struct_size = n;
-  return ADASPLASH_SUCCESS;
-}
-
-/* ---- enqueue helpers ------------------------------------------------------------------------- */
-
-cl_command_queue asp_queue_or_default(const adasplash_context *ctx, cl_command_queue queue) {
-  return queue ? queue : ctx->queue;
-}
-
-adasplash_status asp_set_args(const adasplash_context *ctx, const asp_kernel *k,
-                              const asp_arg *args, size_t count) {
-  for (size_t i = 0; i < count; ++i) {
-    cl_int err = clSetKernelArg(k->kernel, (cl_uint)i, args[i].size, args[i].value);
-    if (err != CL_SUCCESS) {
-      char what[128];
-      snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", k->name, i);
-      return asp_fail_cl(ctx, err, what);
-    }
-  }
-  return ADASPLASH_SUCCESS;
-}
-
-adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queue,
-                             const asp_kernel *k, cl_uint dims, const size_t *global,
-                             const size_t *local, cl_uint nwait, const cl_event *wait,
-                             cl_event *event) {
-  cl_int err = clEnqueueNDRangeKernel(queue, k->kernel, dims, NULL, global, local, nwait,
-                                      nwait ? wait : NULL, event);
-  if (err != CL_SUCCESS) {
-    char what[128];
-    snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", k->name);
-    return asp_fail_cl(ctx, err, what);
-  }
-  return ADASPLASH_SUCCESS;
-}
-
-/* ---- command chains ------------------------------------------------------------------------- */
-
-void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,
-                    cl_uint nwait, const cl_event *wait) {
-  c->ctx = ctx;
-  c->queue = asp_queue_or_default(ctx, queue);
-  c->nwait = nwait;
-  c->wait = nwait ? wait : NULL;
-  c->last = NULL;
-}
-
-static void asp_chain_deps(const asp_chain *c, cl_uint *n, const cl_event **list) {
-  if (c->last) {
-    *n = 1;
-    *list = &c->last;
-  } else {
-    *n = c->nwait;
-    *list = c->wait;
-  }
-}
-
-static void asp_chain_advance(asp_chain *c, cl_event ev) {
-  if (c->last) clReleaseEvent(c->last);
-  c->last = ev;
-}
-
-/* $ADASPLASH_PROFILE=<file>: every kernel the library enqueues is waited for and appended to the
- * file as CSV (kernel, global and local sizes, milliseconds from profiling events when the queue
- * has CL_QUEUE_PROFILING_ENABLE, else wall time around the wait). For kernel development only: it
- * serialises the queue. */
-static void asp_profile_kernel(const asp_chain *c, const asp_kernel *k, cl_uint dims,
-                               const size_t *global, const size_t *local, cl_event ev,
-                               double t_enqueue) {
-  const char *path = asp_getenv("ADASPLASH_PROFILE");
-  if (!path || !ev) return;
-  clWaitForEvents(1, &ev);
-  double ms = 1e3 * (asp_now_seconds() - t_enqueue);
-  cl_ulong start = 0, end = 0;
-  if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
-          CL_SUCCESS &&
-      clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) == CL_SUCCESS &&
-      end >= start)
-    ms = 1e-6 * (double)(end - start);
-  FILE *f = fopen(path, "a");
-  if (!f) return;
-  fprintf(f, "%s,%zu,%zu,%zu,%zu,%.4f\n", k->name, global[0], dims > 1 ? global[1] : 1,
-          dims > 2 ? global[2] : 1, local ? local[0] : 0, ms);
-  fclose(f);
-  (void)c;
-}
-
-adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
-                                  const size_t *global, const size_t *local) {
-  cl_uint n;
-  const cl_event *list;
-  asp_chain_deps(c, &n, &list);
-  cl_event ev = NULL;
-  double t0 = asp_now_seconds();
-  adasplash_status st = asp_enqueue(c->ctx, c->queue, k, dims, global, local, n, list, &ev);
-  if (st != ADASPLASH_SUCCESS) return st;
-  asp_profile_kernel(c, k, dims, global, local, ev, t0);
-  asp_chain_advance(c, ev);
-  return ADASPLASH_SUCCESS;
-}
-
-adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, size_t pattern_size,
-                                size_t offset, size_t size) {
-  if (size == 0) return ADASPLASH_SUCCESS;
-  cl_uint n;
-  const cl_event *list;
-  asp_chain_deps(c, &n, &list);
-  cl_event ev = NULL;
-  cl_int err =
-      clEnqueueFillBuffer(c->queue, buf, pattern, pattern_size, offset, size, n, list, &ev);
-  if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueFillBuffer");
-  asp_chain_advance(c, ev);
-  return ADASPLASH_SUCCESS;
-}
-
-adasplash_status asp_chain_finish(asp_chain *c, cl_event *event) {
-  if (!c->last && event) {
-    cl_int err = clEnqueueMarkerWithWaitList(c->queue, c->nwait, c->wait, &c->last);
-    if (err != CL_SUCCESS) return asp_fail_cl(c->ctx, err, "clEnqueueMarkerWithWaitList");
-  }
-  if (event)
-    *event = c->last;
-  else if (c->last)
-    clReleaseEvent(c->last);
-  c->last = NULL;
-  return ADASPLASH_SUCCESS;
-}
-
-void asp_chain_abandon(asp_chain *c) {
-  if (c->last) clReleaseEvent(c->last);
-  c->last = NULL;
+  return asp_copy_versioned(ctx, "adasplash_context_get_cache_stats", "stats", stats,
+                            ctx ? &ctx->stats : NULL, sizeof *stats);
 }

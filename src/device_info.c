@@ -82,6 +82,7 @@ adasplash_status asp_device_describe(const adasplash_context *ctx, cl_device_id 
   info->has_fp64 = asp_has_extension(device, "cl_khr_fp64");
   out->is_gpu = (info->device_type & CL_DEVICE_TYPE_GPU) != 0;
   out->is_cpu = (info->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  out->device_class = out->is_gpu ? ASP_DEVICE_GPU : ASP_DEVICE_CPU;
   out->is_nvidia = asp_contains_nocase(info->device_vendor, "nvidia") || info->vendor_id == 0x10de;
   out->is_amd = asp_contains_nocase(info->device_vendor, "advanced micro devices") ||
                 asp_contains_nocase(info->device_vendor, "amd") || info->vendor_id == 0x1002;

@@ -396,17 +396,16 @@ static int asp_disk_stat_child(const char *dir, const char *name, char *path, st
   return lstat(path, st);
 }
 
-int asp_disk_cache_usage(const char *dir, size_t *entries, unsigned long long *bytes) {
-  if (entries != NULL) *entries = 0;
-  if (bytes != NULL) *bytes = 0;
+/* Calls fn(path, stat, arg) for every regular file in dir that is a cache entry (and, with
+ * with_tmp, a temp file of a store). Returns 1 when dir was scanned, 0 when it does not exist, -1
+ * when it cannot be read or fn returned -1 for a file (the scan goes on). */
+static int asp_disk_each_file(const char *dir, int with_tmp,
+                              int (*fn)(const char *path, const struct stat *st, void *arg),
+                              void *arg) {
   DIR *d;
-  int opened = asp_disk_opendir(dir, &d);
-  if (opened <= 0) return opened;
-
+  int rc = asp_disk_opendir(dir, &d);
+  if (rc <= 0) return rc;
   char path[ASP_DISK_PATH_MAX];
-  size_t count = 0;
-  unsigned long long total = 0;
-  int rc = 0;
   for (;;) {
     errno = 0;
     struct dirent *e = readdir(d);
@@ -414,46 +413,51 @@ int asp_disk_cache_usage(const char *dir, size_t *entries, unsigned long long *b
       if (errno != 0) rc = -1;
       break;
     }
-    if (!asp_has_suffix(e->d_name, ASP_DISK_ENTRY_SUFFIX)) continue;
+    if (!asp_has_suffix(e->d_name, ASP_DISK_ENTRY_SUFFIX) &&
+        !(with_tmp && asp_is_tmp_name(e->d_name)))
+      continue;
     struct stat st;
     if (asp_disk_stat_child(dir, e->d_name, path, &st) != 0) continue; /* vanished meanwhile */
     if (!S_ISREG(st.st_mode)) continue;
-    ++count;
-    total += (unsigned long long)st.st_size;
+    if (fn(path, &st, arg) != 0) rc = -1;
   }
   closedir(d);
-  if (entries != NULL) *entries = count;
-  if (bytes != NULL) *bytes = total;
   return rc;
 }
 
-int asp_disk_cache_clear(const char *dir, size_t *removed) {
-  if (removed != NULL) *removed = 0;
-  DIR *d;
-  int opened = asp_disk_opendir(dir, &d);
-  if (opened <= 0) return opened;
+typedef struct asp_disk_tally {
+  size_t count;
+  unsigned long long bytes;
+} asp_disk_tally;
 
-  char path[ASP_DISK_PATH_MAX];
-  size_t count = 0;
-  int rc = 0;
-  for (;;) {
-    errno = 0;
-    struct dirent *e = readdir(d);
-    if (e == NULL) {
-      if (errno != 0) rc = -1;
-      break;
-    }
-    if (!asp_has_suffix(e->d_name, ASP_DISK_ENTRY_SUFFIX) && !asp_is_tmp_name(e->d_name)) continue;
-    struct stat st;
-    if (asp_disk_stat_child(dir, e->d_name, path, &st) != 0) continue;
-    if (!S_ISREG(st.st_mode)) continue;
-    if (unlink(path) == 0) {
-      ++count;
-    } else if (errno != ENOENT) {
-      rc = -1;
-    }
+static int asp_disk_count_file(const char *path, const struct stat *st, void *arg) {
+  asp_disk_tally *t = (asp_disk_tally *)arg;
+  (void)path;
+  ++t->count;
+  t->bytes += (unsigned long long)st->st_size;
+  return 0;
+}
+
+static int asp_disk_remove_file(const char *path, const struct stat *st, void *arg) {
+  (void)st;
+  if (unlink(path) == 0) {
+    ++((asp_disk_tally *)arg)->count;
+    return 0;
   }
-  closedir(d);
-  if (removed != NULL) *removed = count;
-  return rc;
+  return errno == ENOENT ? 0 : -1;
+}
+
+int asp_disk_cache_usage(const char *dir, size_t *entries, unsigned long long *bytes) {
+  asp_disk_tally t = {0, 0};
+  int rc = asp_disk_each_file(dir, 0, asp_disk_count_file, &t);
+  if (entries != NULL) *entries = t.count;
+  if (bytes != NULL) *bytes = t.bytes;
+  return rc < 0 ? -1 : 0;
+}
+
+int asp_disk_cache_clear(const char *dir, size_t *removed) {
+  asp_disk_tally t = {0, 0};
+  int rc = asp_disk_each_file(dir, 1, asp_disk_remove_file, &t);
+  if (removed != NULL) *removed = t.count;
+  return rc < 0 ? -1 : 0;
 }

@@ -16,28 +16,13 @@
 #define ASP_ROWS_STATE_BYTES 64
 #define ASP_ROWS_NSUM 8
 
-enum { RP_WG = 0, RP_BINS, RP_STATIC_LOCAL };
-
 static const char *const asp_rows_kernels[] = {
     "entmax_rows_forward",  "entmax_seg_hist",   "entmax_seg_start",     "entmax_seg_sweep",
     "entmax_seg_step",      "entmax_seg_output", "entmax_rows_backward", "entmax_seg_bwd_sums",
     "entmax_seg_bwd_apply", "entmax_sum_floats", "softmax_rows_forward"};
 
-static void asp_rows_plan_key(adasplash_dtype dtype, char *key, size_t size) {
-  snprintf(key, size, "rows:dtype=%d", (int)dtype);
-}
-
-static void asp_rows_defines(const asp_tuning *t, adasplash_dtype dtype, int wg, int bins,
-                             char *out, size_t size) {
-  asp_defines d;
-  asp_defines_init(&d);
-  asp_defines_add_int(&d, "ASP_WG_BRACKET", t->rows_wg_bracket);
-  asp_defines_add_int(&d, "ASP_DTYPE", (long)dtype);
-  asp_defines_add_int(&d, "ASP_WG", wg);
-  asp_defines_add_int(&d, "ASP_BINS", bins);
-  asp_defines_add_int(&d, "ASP_KMAX", ASP_ROWS_KMAX);
-  asp_defines_add_int(&d, "ASP_VPT", ASP_ROWS_VPT);
-  asp_defines_text(&d, out, size);
+static asp_variant_key asp_rows_key(const adasplash_context *ctx, adasplash_dtype dtype) {
+  return asp_variant_key_of(ctx, ASP_PROGRAM_ENTMAX_ROWS, dtype, 0, 0);
 }
 
 /* Static local memory of the forward kernel (histogram, reductions, candidates, state). */
@@ -47,10 +32,9 @@ static size_t asp_rows_static_local(int wg, int bins) {
 }
 
 adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype) {
-  char key[128];
-  asp_rows_plan_key(dtype, key, sizeof key);
+  const asp_variant_key key = asp_rows_key(ctx, dtype);
   asp_plan plan;
-  if (asp_plan_find(ctx, key, &plan)) return ADASPLASH_SUCCESS;
+  if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
   const asp_tuning *t = &ctx->tuning;
   int wg = t->rows_wg;
   while ((unsigned long)wg > t->max_wg && wg > 16) wg /= 2;
@@ -62,10 +46,15 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
                     "row entmax needs %zu bytes of local memory, the device offers %lu",
                     asp_rows_static_local(wg, bins), t->local_mem);
   for (;;) {
-    char defines[1024];
-    asp_rows_defines(t, dtype, wg, bins, defines, sizeof defines);
+    asp_defines d;
+    asp_defines_init(&d, ctx, &key);
+    asp_defines_add_int(&d, "ASP_WG_BRACKET", t->rows_wg_bracket);
+    asp_defines_add_int(&d, "ASP_WG", wg);
+    asp_defines_add_int(&d, "ASP_BINS", bins);
+    asp_defines_add_int(&d, "ASP_KMAX", ASP_ROWS_KMAX);
+    asp_defines_add_int(&d, "ASP_VPT", ASP_ROWS_VPT);
     asp_program *program = NULL;
-    adasplash_status st = asp_program_get(ctx, ASP_PROGRAM_ENTMAX_ROWS, defines, &program);
+    adasplash_status st = asp_variant_program(ctx, &key, &d, &program);
     if (st != ADASPLASH_SUCCESS) return st;
     /* Every kernel must accept the work-group size it was compiled for (registers may limit it). */
     size_t fit = (size_t)wg;
@@ -79,11 +68,12 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
         fit = k->max_work_group_size;
     }
     if (fit >= (size_t)wg) {
-      int params[ASP_PLAN_PARAMS] = {0};
-      params[RP_WG] = wg;
-      params[RP_BINS] = bins;
-      params[RP_STATIC_LOCAL] = (int)asp_rows_static_local(wg, bins);
-      return asp_plan_store(ctx, key, program, params);
+      memset(&plan, 0, sizeof plan);
+      plan.key = key;
+      plan.program = program;
+      const asp_rows_plan r = {wg, bins, asp_rows_static_local(wg, bins)};
+      plan.rows = r;
+      return asp_plan_store(ctx, &plan, &plan);
     }
     if (wg <= 16)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
@@ -92,20 +82,15 @@ adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype)
   }
 }
 
-static adasplash_status asp_rows_plan(adasplash_context *ctx, adasplash_dtype dtype,
-                                      asp_plan *plan) {
-  char key[128];
-  asp_rows_plan_key(dtype, key, sizeof key);
-  if (!asp_plan_find(ctx, key, plan))
+static adasplash_status asp_rows_find_plan(adasplash_context *ctx, adasplash_dtype dtype,
+                                           asp_plan *plan) {
+  const asp_variant_key key = asp_rows_key(ctx, dtype);
+  if (!asp_plan_find(ctx, &key, plan))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "row entmax kernels for dtype %d are not compiled: call "
                     "adasplash_entmax_prepare (or adasplash_warmup) first",
                     (int)dtype);
   return ADASPLASH_SUCCESS;
-}
-
-static const asp_kernel *asp_rows_kernel(const asp_plan *plan, const char *name) {
-  return asp_program_kernel(plan->program, name);
 }
 
 /* 2^qbits so that (count of a bin) * qscale < 2^32 for any bin of a row of `cols` entries. */
@@ -150,9 +135,9 @@ static size_t asp_rows_segments(const adasplash_context *ctx, size_t cols) {
 adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
                                   cl_mem x, cl_mem y, cl_mem sweeps) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[RP_WG];
+  const int wg = plan.rows.wg;
   asp_rows_common_args a = asp_rows_args(job);
   cl_float tol = job->tolerance;
   cl_int max_iter = job->max_iter, use_hist = job->use_hist;
@@ -160,17 +145,15 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   cl_int has_sweeps = sweeps != NULL;
   size_t nseg = asp_rows_segments(ctx, job->cols);
   size_t local[2] = {(size_t)wg, 1};
+  asp_program *p = plan.program;
 
   if (nseg == 1) {
     /* Cache the row in local memory when it fits next to the kernel's static arrays. */
-    size_t avail = ctx->tuning.local_mem > (size_t)plan.params[RP_STATIC_LOCAL] + 1024
-                       ? ctx->tuning.local_mem - (size_t)plan.params[RP_STATIC_LOCAL] - 1024
+    size_t avail = ctx->tuning.local_mem > plan.rows.static_local + 1024
+                       ? ctx->tuning.local_mem - plan.rows.static_local - 1024
                        : 0;
     cl_int cache_cols = 0;
     if (ctx->tuning.rows_cache && job->cols * 4 <= avail) cache_cols = (cl_int)job->cols;
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_forward");
-    asp_program *p = plan.program;
-    asp_mutex_lock(&p->lock);
     asp_arg args[] = {ASP_ARG(x),           ASP_ARG(y),
                       ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
                       ASP_ARG(a.rows),      ASP_ARG(a.cols),
@@ -181,21 +164,19 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
                       ASP_ARG(qscale),      ASP_ARG(sweeps),
                       ASP_ARG(has_sweeps),  ASP_LOCAL(cache_cols ? (size_t)cache_cols * 4 : 4),
                       ASP_ARG(cache_cols)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
     size_t global[1] = {job->rows * (size_t)wg};
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-    asp_mutex_unlock(&p->lock);
-    return st;
+    return asp_launch(chain, p, "entmax_rows_forward", args, sizeof args / sizeof args[0], 1,
+                      global, local);
   }
 
   /* Long rows: segments of seg_cols columns, histograms merged per row, sweeps as separate
    * launches (rows that converged return at once). */
   cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
-  const size_t w = (size_t)plan.params[RP_BINS] + 1;
+  const size_t w = (size_t)plan.rows.bins + 1;
   size_t n_rs = job->rows * nseg;
-  /* Scratch: per segment max, info (top, count, bad) and window; per row solver state, partial
-   * sums per segment, candidate count and candidates. */
-  const size_t sizes[7] = {n_rs * 4,
+  /* Scratch: per segment max and histogram anchor, info (top, count, bad) and window; per row
+   * solver state, partial sums per segment, candidate count and candidates. */
+  const size_t sizes[7] = {n_rs * 8,
                            n_rs * 12,
                            n_rs * 3 * w * 4,
                            job->rows * ASP_ROWS_STATE_BYTES,
@@ -206,59 +187,51 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   for (int i = 0; i < 7 && st == ADASPLASH_SUCCESS; ++i)
     st = asp_create_buffer(ctx, sizes[i], &parts[i]);
   cl_mem cands = parts[6];
-  asp_program *p = plan.program;
-  asp_mutex_lock(&p->lock);
   size_t gseg[2] = {nseg * (size_t)wg, job->rows};
   size_t grow[1] = {job->rows};
   size_t lone[1] = {1};
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_hist");
     asp_arg args[] = {
         ASP_ARG(x),       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
         ASP_ARG(a.cols),  ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
         ASP_ARG(a.valid), ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
         ASP_ARG(qscale),  ASP_ARG(parts[0]),    ASP_ARG(parts[1]),     ASP_ARG(parts[2])};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st =
+        asp_launch(chain, p, "entmax_seg_hist", args, sizeof args / sizeof args[0], 2, gseg, local);
   }
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_start");
     asp_arg args[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
                       ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(qscale),
                       ASP_ARG(use_hist),    ASP_ARG(parts[0]), ASP_ARG(parts[1]),
                       ASP_ARG(parts[2]),    ASP_ARG(parts[3]), ASP_ARG(parts[5])};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, grow, lone);
+    st =
+        asp_launch(chain, p, "entmax_seg_start", args, sizeof args / sizeof args[0], 1, grow, lone);
   }
   for (int it = 0; it < max_iter && st == ADASPLASH_SUCCESS; ++it) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_sweep");
     asp_arg args[] = {
         ASP_ARG(x),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
         ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
         ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
         ASP_ARG(parts[3]), ASP_ARG(parts[4]),    ASP_ARG(parts[5]),     ASP_ARG(cands)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st = asp_launch(chain, p, "entmax_seg_sweep", args, sizeof args / sizeof args[0], 2, gseg,
+                    local);
     if (st != ADASPLASH_SUCCESS) break;
-    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_step");
     asp_arg args2[] = {ASP_ARG(a.rows),      ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
                        ASP_ARG(a.has_alpha), ASP_ARG(cnseg),    ASP_ARG(tol),
                        ASP_ARG(max_iter),    ASP_ARG(parts[3]), ASP_ARG(parts[4]),
                        ASP_ARG(parts[5]),    ASP_ARG(cands)};
-    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 1, grow, lone);
+    st = asp_launch(chain, p, "entmax_seg_step", args2, sizeof args2 / sizeof args2[0], 1, grow,
+                    lone);
   }
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_output");
     asp_arg args[] = {
         ASP_ARG(x),           ASP_ARG(y),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride),
         ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),
         ASP_ARG(a.has_alpha), ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(seg_cols),
         ASP_ARG(cnseg),       ASP_ARG(parts[3]), ASP_ARG(sweeps),      ASP_ARG(has_sweeps)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local);
+    st = asp_launch(chain, p, "entmax_seg_output", args, sizeof args / sizeof args[0], 2, gseg,
+                    local);
   }
-  asp_mutex_unlock(&p->lock);
   for (int i = 0; i < 7; ++i)
     if (parts[i]) clReleaseMemObject(parts[i]);
   return st;
@@ -268,52 +241,43 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
                                    asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
                                    cl_mem dalpha_rows) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const int wg = plan.params[RP_WG];
+  const int wg = plan.rows.wg;
   asp_rows_common_args a = asp_rows_args(job);
   cl_int has_dalpha = dalpha_rows != NULL;
   size_t nseg = asp_rows_segments(ctx, job->cols);
-  size_t local[1] = {(size_t)wg};
   asp_program *p = plan.program;
   if (nseg == 1) {
-    const asp_kernel *k = asp_rows_kernel(&plan, "entmax_rows_backward");
-    asp_mutex_lock(&p->lock);
     asp_arg args[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
                       ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
                       ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
                       ASP_ARG(a.has_alpha), ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
-    st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-    size_t global[1] = {job->rows * (size_t)wg};
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-    asp_mutex_unlock(&p->lock);
-    return st;
+    size_t global[1] = {job->rows * (size_t)wg}, local[1] = {(size_t)wg};
+    return asp_launch(chain, p, "entmax_rows_backward", args, sizeof args / sizeof args[0], 1,
+                      global, local);
   }
   cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
   cl_mem partials = NULL;
   st = asp_create_buffer(ctx, job->rows * nseg * 5 * 4, &partials);
   if (st != ADASPLASH_SUCCESS) return st;
   size_t gseg[2] = {nseg * (size_t)wg, job->rows};
-  size_t local2[2] = {(size_t)wg, 1};
-  asp_mutex_lock(&p->lock);
-  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_seg_bwd_sums");
+  size_t local[2] = {(size_t)wg, 1};
   asp_arg args[] = {
       ASP_ARG(y),           ASP_ARG(dy),       ASP_ARG(a.offset), ASP_ARG(a.row_stride),
       ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
       ASP_ARG(a.has_alpha), ASP_ARG(seg_cols), ASP_ARG(cnseg),    ASP_ARG(partials)};
-  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 2, gseg, local2);
+  st = asp_launch(chain, p, "entmax_seg_bwd_sums", args, sizeof args / sizeof args[0], 2, gseg,
+                  local);
   if (st == ADASPLASH_SUCCESS) {
-    const asp_kernel *k2 = asp_rows_kernel(&plan, "entmax_seg_bwd_apply");
     asp_arg args2[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
                        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
                        ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
                        ASP_ARG(a.has_alpha), ASP_ARG(seg_cols),     ASP_ARG(cnseg),
                        ASP_ARG(partials),    ASP_ARG(dalpha_rows),  ASP_ARG(has_dalpha)};
-    st = asp_set_args(ctx, k2, args2, sizeof args2 / sizeof args2[0]);
-    if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k2, 2, gseg, local2);
+    st = asp_launch(chain, p, "entmax_seg_bwd_apply", args2, sizeof args2 / sizeof args2[0], 2,
+                    gseg, local);
   }
-  asp_mutex_unlock(&p->lock);
   clReleaseMemObject(partials);
   return st;
 }
@@ -321,35 +285,26 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
 adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dtype,
                                      asp_chain *chain, cl_mem values, size_t n, cl_mem out) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
-  const asp_kernel *k = asp_rows_kernel(&plan, "entmax_sum_floats");
   cl_int cn = (cl_int)n;
-  asp_mutex_lock(&plan.program->lock);
   asp_arg args[] = {ASP_ARG(values), ASP_ARG(cn), ASP_ARG(out)};
-  st = asp_set_args(ctx, k, args, 3);
-  size_t g[1] = {(size_t)plan.params[RP_WG]};
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, g, g);
-  asp_mutex_unlock(&plan.program->lock);
-  return st;
+  size_t g[1] = {(size_t)plan.rows.wg};
+  return asp_launch(chain, plan.program, "entmax_sum_floats", args, 3, 1, g, g);
 }
 
 adasplash_status asp_rows_softmax(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
                                   cl_mem x, cl_mem y) {
   asp_plan plan;
-  adasplash_status st = asp_rows_plan(ctx, job->dtype, &plan);
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_rows_common_args a = asp_rows_args(job);
-  const asp_kernel *k = asp_rows_kernel(&plan, "softmax_rows_forward");
-  asp_mutex_lock(&plan.program->lock);
   asp_arg args[] = {ASP_ARG(x),      ASP_ARG(y),     ASP_ARG(a.offset), ASP_ARG(a.row_stride),
                     ASP_ARG(a.rows), ASP_ARG(a.cols)};
-  st = asp_set_args(ctx, k, args, sizeof args / sizeof args[0]);
-  size_t local[1] = {(size_t)plan.params[RP_WG]};
+  size_t local[1] = {(size_t)plan.rows.wg};
   size_t global[1] = {job->rows * local[0]};
-  if (st == ADASPLASH_SUCCESS) st = asp_chain_kernel(chain, k, 1, global, local);
-  asp_mutex_unlock(&plan.program->lock);
-  return st;
+  return asp_launch(chain, plan.program, "softmax_rows_forward", args, sizeof args / sizeof args[0],
+                    1, global, local);
 }
 
 /* ---- public API ---------------------------------------------------------------------------------
@@ -427,15 +382,26 @@ static size_t asp_rows_matrix_bytes(const asp_rows_job *job) {
          adasplash_dtype_size(job->dtype);
 }
 
-static adasplash_status asp_rows_check_common(const adasplash_context *ctx, const asp_rows_job *job,
-                                              cl_command_queue queue, cl_uint nwait,
-                                              const cl_event *wait) {
-  adasplash_status st = asp_check_queue(ctx, queue);
+/* The checks every enqueueing row call starts with: desc (into job), the queue, the wait list, the
+ * optional per-row vectors, then the n matrices (x, y, ...; names as given) of the shape desc
+ * describes, whose extent in bytes goes to *bytes. */
+static adasplash_status asp_rows_check_call(const adasplash_context *ctx,
+                                            const adasplash_entmax_desc *desc, const char *fn,
+                                            cl_command_queue queue, cl_uint nwait,
+                                            const cl_event *wait, const cl_mem *mats,
+                                            const char *const *names, size_t n, asp_rows_job *job,
+                                            size_t *bytes) {
+  *bytes = 0;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, job);
+  if (st == ADASPLASH_SUCCESS) st = asp_check_queue(ctx, queue);
   if (st == ADASPLASH_SUCCESS) st = asp_check_wait_list(ctx, nwait, wait);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, job->alpha_buf, "desc->alpha_buf", job->rows * 4);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, job->valid_cols, "desc->valid_cols", job->rows * 4);
+  if (st == ADASPLASH_SUCCESS) *bytes = asp_rows_matrix_bytes(job);
+  for (size_t i = 0; i < n && st == ADASPLASH_SUCCESS; ++i)
+    st = asp_check_buffer(ctx, mats[i], names[i], *bytes);
   return st;
 }
 
@@ -451,11 +417,11 @@ adasplash_status adasplash_entmax_forward(adasplash_context *ctx, const adasplas
                                           cl_command_queue queue, cl_mem x, cl_mem y, cl_mem sweeps,
                                           cl_uint nwait, const cl_event *wait, cl_event *event) {
   asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_forward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {x, y};
+  static const char *const names[] = {"x", "y"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_entmax_forward", queue, nwait,
+                                            wait, mats, names, 2, &job, &bytes);
   if (st == ADASPLASH_SUCCESS)
     st = asp_check_optional_buffer(ctx, sweeps, "sweeps", job.rows * sizeof(cl_int));
   if (st == ADASPLASH_SUCCESS) {
@@ -471,11 +437,7 @@ adasplash_status adasplash_entmax_forward(adasplash_context *ctx, const adasplas
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
   st = asp_rows_forward(ctx, &job, &chain, x, y, sweeps);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
@@ -484,12 +446,11 @@ adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
                                            cl_mem dalpha, cl_uint nwait, const cl_event *wait,
                                            cl_event *event) {
   asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_entmax_backward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dy, "dy", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, dx, "dx", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {y, dy, dx};
+  static const char *const names[] = {"y", "dy", "dx"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_entmax_backward", queue, nwait,
+                                            wait, mats, names, 3, &job, &bytes);
   size_t dalpha_bytes = job.alpha_buf ? job.rows * 4 : 4;
   if (st == ADASPLASH_SUCCESS) st = asp_check_optional_buffer(ctx, dalpha, "dalpha", dalpha_bytes);
   if (st == ADASPLASH_SUCCESS) {
@@ -511,11 +472,7 @@ adasplash_status adasplash_entmax_backward(adasplash_context *ctx,
   if (st == ADASPLASH_SUCCESS && per_row)
     st = asp_rows_sum_floats(ctx, job.dtype, &chain, per_row, job.rows, dalpha);
   if (per_row) clReleaseMemObject(per_row);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
@@ -531,20 +488,16 @@ adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
     d.alpha_buf = NULL;
     desc = &d;
   }
-  adasplash_status st = asp_rows_check_desc(ctx, desc, "adasplash_softmax_rows_forward", &job);
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_common(ctx, &job, queue, nwait, wait);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, x, "x", bytes);
-  if (st == ADASPLASH_SUCCESS) st = asp_check_buffer(ctx, y, "y", bytes);
+  size_t bytes;
+  const cl_mem mats[] = {x, y};
+  static const char *const names[] = {"x", "y"};
+  adasplash_status st = asp_rows_check_call(ctx, desc, "adasplash_softmax_rows_forward", queue,
+                                            nwait, wait, mats, names, 2, &job, &bytes);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
   st = asp_rows_softmax(ctx, &job, &chain, x, y);
-  if (st != ADASPLASH_SUCCESS) {
-    asp_chain_abandon(&chain);
-    return st;
-  }
-  return asp_chain_finish(&chain, event);
+  return asp_chain_end(&chain, st, event);
 }
 
 /* ---- host-memory variants
@@ -553,9 +506,10 @@ adasplash_status adasplash_softmax_rows_forward(adasplash_context *ctx,
 static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
                                             const adasplash_entmax_desc *desc, const char *fn,
                                             const float *alpha, const int *valid_cols,
-                                            adasplash_entmax_desc *dev_desc, asp_host_set *hb) {
-  asp_rows_job job;
-  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, &job);
+                                            adasplash_entmax_desc *dev_desc, asp_host_set *hb,
+                                            asp_rows_job *job, size_t *bytes) {
+  *bytes = 0;
+  adasplash_status st = asp_rows_check_desc(ctx, desc, fn, job);
   if (st != ADASPLASH_SUCCESS && !(st == ADASPLASH_ERROR_INVALID_ALPHA && alpha)) return st;
   if (desc->alpha_buf || desc->valid_cols)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
@@ -568,7 +522,7 @@ static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
   *dev_desc = *desc;
   if (alpha) {
     dev_desc->alpha = 1.5f;
-    st = asp_rows_check_desc(ctx, dev_desc, fn, &job);
+    st = asp_rows_check_desc(ctx, dev_desc, fn, job);
     if (st != ADASPLASH_SUCCESS) return st;
   }
   st = asp_rows_prepare(ctx, desc->dtype);
@@ -576,6 +530,8 @@ static adasplash_status asp_rows_host_setup(adasplash_context *ctx,
     st = asp_host_buffer(ctx, hb, alpha, desc->rows * 4, &dev_desc->alpha_buf);
   if (st == ADASPLASH_SUCCESS && valid_cols)
     st = asp_host_buffer(ctx, hb, valid_cols, desc->rows * 4, &dev_desc->valid_cols);
+  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, dev_desc, fn, job);
+  if (st == ADASPLASH_SUCCESS) *bytes = asp_rows_matrix_bytes(job);
   return st;
 }
 
@@ -588,10 +544,10 @@ adasplash_status adasplash_entmax_forward_host(adasplash_context *ctx,
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn, x ? "y" : "x");
   asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
-  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb);
   asp_rows_job job;
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  size_t bytes;
+  adasplash_status st =
+      asp_rows_host_setup(ctx, desc, fn, alpha, valid_cols, &d, &hb, &job, &bytes);
   cl_mem bx = NULL, by = NULL, bs = NULL;
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, x, bytes, &bx);
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);
@@ -615,10 +571,9 @@ adasplash_status adasplash_entmax_backward_host(adasplash_context *ctx,
   (void)valid_cols; /* the backward reads the validity from y (zeros) */
   asp_host_set hb = {{NULL}, 0};
   adasplash_entmax_desc d;
-  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb);
   asp_rows_job job;
-  if (st == ADASPLASH_SUCCESS) st = asp_rows_check_desc(ctx, &d, fn, &job);
-  size_t bytes = st == ADASPLASH_SUCCESS ? asp_rows_matrix_bytes(&job) : 0;
+  size_t bytes;
+  adasplash_status st = asp_rows_host_setup(ctx, desc, fn, alpha, NULL, &d, &hb, &job, &bytes);
   cl_mem by = NULL, bdy = NULL, bdx = NULL, bda = NULL;
   size_t da_bytes = alpha ? job.rows * 4 : 4;
   if (st == ADASPLASH_SUCCESS) st = asp_host_buffer(ctx, &hb, y, bytes, &by);

@@ -6,6 +6,8 @@
 #define ASP_ENTMAX_ROWS_H
 
 #include "internal.h"
+#include "launch.h"
+#include "variant.h"
 
 /* Everything one launch of the operator needs, already validated. */
 typedef struct asp_rows_job {

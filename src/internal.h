@@ -1,6 +1,22 @@
 /*
- * internal.h - the context structure and the internal interfaces shared by the host sources.
- * Nothing here is part of the public API.
+ * internal.h - the context structure and the interfaces of the lower host layers (errors, device
+ * description and choice, programs, argument checks, buffers). Nothing here is part of the public
+ * API. The other internal headers: tuning.h, variant.h, launch.h, workspace.h, entmax_rows.h,
+ * attention_common.h, attention_internal.h, and the self-contained platform.h, dtype.h, sha256.h,
+ * disk_cache.h, kernels_embedded.h.
+ *
+ * Dependency order of src/ (a file calls only files on the lines above its own):
+ *   platform
+ *   status, sha256
+ *   dtype, validate, buffers, device_info, device_select, kernel_source, disk_cache
+ *   program_cache
+ *   tuning, variant, launch, workspace
+ *   context
+ *   entmax_rows
+ *   attention_common
+ *   softmax_flash, dense (dense registers a release hook with context)
+ *   attention
+ *   attention_host, warmup
  */
 #ifndef ASP_INTERNAL_H
 #define ASP_INTERNAL_H
@@ -22,6 +38,13 @@ adasplash_status asp_fail(const adasplash_context *ctx, adasplash_status status,
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* asp_fail that also records the OpenCL error code behind the failure. */
+adasplash_status asp_fail_with_cl(const adasplash_context *ctx, adasplash_status status,
+                                  cl_int cl_error, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 /* Maps a failed OpenCL call to a status (out-of-memory codes to their statuses) and records it. */
 adasplash_status asp_fail_cl(const adasplash_context *ctx, cl_int err, const char *what);
 const char *asp_cl_error_name(cl_int err);
@@ -29,9 +52,14 @@ const char *asp_cl_error_name(cl_int err);
 /* ---- device description (device_info.c) -------------------------------------------------------
  */
 
+/* The class that picks launch defaults and kernel variants: GPUs, and the rest (CPUs and other
+ * devices whose runtimes run a work-group as loops over its work-items). */
+typedef enum asp_device_class { ASP_DEVICE_CPU = 0, ASP_DEVICE_GPU = 1 } asp_device_class;
+
 typedef struct asp_device {
   adasplash_device_info info; /* public view (info.local_mem_size etc. are the raw device values) */
   cl_platform_id platform;
+  asp_device_class device_class;
   int is_gpu, is_cpu;
   int is_nvidia, is_amd, is_intel, is_pocl;
   int is_oclgrind;
@@ -87,45 +115,29 @@ typedef struct asp_program {
   struct asp_program *next;
 } asp_program;
 
-/* Finds or builds the program (memory cache, then disk cache, then source). defines: canonical
- * "-DNAME=value ..." string (sorted by the caller's builder). */
+/* Finds or builds the program (memory cache, then disk cache, then source). defines: the canonical
+ * "-DNAME=value ..." text of a variant (asp_defines_text in variant.c). */
 adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
                                  const char *defines, asp_program **program);
-/* Finds an already built program without building; NULL if absent. */
-asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
-                              const char *defines);
 /* Kernel by name in a program; NULL if absent. */
 const asp_kernel *asp_program_kernel(const asp_program *program, const char *name);
+/* Releases every program of ctx (at context release). */
 void asp_program_release_all(adasplash_context *ctx);
-
-/* A prepared plan: the parameters an operator settled on for one variant (after fitting them to
- * the device and the compiled kernels' limits) and the program that implements them. Enqueue paths
- * look plans up by key and never compile. */
-#define ASP_PLAN_PARAMS 16
-typedef struct asp_plan {
-  char key[128];
-  asp_program *program;
-  int params[ASP_PLAN_PARAMS];
-  struct asp_plan *next;
-} asp_plan;
-
-/* Returns a copy of the plan for key in *out (1) or 0 when not prepared yet. */
-int asp_plan_find(adasplash_context *ctx, const char *key, asp_plan *out);
-adasplash_status asp_plan_store(adasplash_context *ctx, const char *key, asp_program *program,
-                                const int *params);
-
-/* Canonical define lists: add in any order, asp_defines_text() returns them sorted. */
-typedef struct asp_defines {
-  char items[32][64];
-  int count;
-} asp_defines;
-void asp_defines_init(asp_defines *d);
-void asp_defines_add_int(asp_defines *d, const char *name, long value);
-/* Writes "-DA=1 -DB=2 ..." sorted by name into out. */
-void asp_defines_text(const asp_defines *d, char *out, size_t out_size);
+/* Sets up ctx's disk cache of program binaries (ctx->disk_cache, cache_dir, stats.cache_note) from
+ * cache_dir (options.cache_dir, may be NULL), $ADASPLASH_CACHE_DIR, the build default and the
+ * driver (PoCL caches itself). tune_dir gets the resolved directory even where binaries are not
+ * cached there (the tuned file lives in it), "" when the cache is off. */
+void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
+                            size_t tune_dir_size);
 
 /* ---- the context (context.c) ------------------------------------------------------------------
  */
+
+/* A module that leaves state outside the context for it (CLBlast's process-wide program cache)
+ * registers a hook; adasplash_context_release runs every hook once, after the context's programs
+ * are released and before its OpenCL objects are. Registering a hook again does nothing. */
+typedef void (*asp_release_hook)(adasplash_context *ctx);
+adasplash_status asp_context_on_release(adasplash_context *ctx, asp_release_hook hook);
 
 struct adasplash_context {
   cl_context cl_ctx;
@@ -134,27 +146,24 @@ struct adasplash_context {
   int owned; /* 1: the library created cl_ctx and queue */
   asp_device dev;
   asp_tuning tuning;
-  adasplash_kernel_path path;
+  adasplash_kernel_path path; /* the device path kernels are built for */
+  int path_auto;              /* 1: the path was chosen by "auto" (asp_variant_choose_path) */
   char selection_reason[128];
   /* Program cache */
   asp_mutex lock; /* protects programs, stats and the error fields */
   asp_program *programs;
-  asp_plan *plans;
+  struct asp_plan *plans; /* variant.c */
   adasplash_cache_stats stats;
-  int disk_cache;   /* 1: read/write the disk cache at cache_dir */
-  int used_clblast; /* CLBlast cached programs for cl_ctx (cleared on release) */
+  int disk_cache; /* 1: read/write the disk cache at cache_dir */
   char cache_dir[512];
   char kernel_dir[512];
+  asp_release_hook release_hooks[4]; /* asp_context_on_release, under lock */
+  int release_hook_count;
   /* Last error */
   adasplash_status last_status;
   cl_int last_cl_error;
   char last_error[4096];
 };
-
-/* CLBlast keeps programs per cl_context in a process-wide cache that outlives our context (and
- * would serve stale programs to a new context at the same address): dense.c clears it when a
- * context that used it is released. */
-void asp_dense_release(adasplash_context *ctx);
 
 /* ---- argument validation helpers (validate.c) -------------------------------------------------
  */
@@ -186,46 +195,6 @@ adasplash_status asp_check_overlaps(const adasplash_context *ctx, const char *fn
 /* a*b and a+b with overflow detection (return 0 on overflow). */
 int asp_mul_size(size_t a, size_t b, size_t *out);
 int asp_add_size(size_t a, size_t b, size_t *out);
-
-/* ---- enqueue helpers (context.c) --------------------------------------------------------------
- */
-
-cl_command_queue asp_queue_or_default(const adasplash_context *ctx, cl_command_queue queue);
-/* Sets kernel arguments from a list; each entry is (size, pointer). */
-typedef struct asp_arg {
-  size_t size;
-  const void *value;
-} asp_arg;
-#define ASP_ARG(v) ((asp_arg){sizeof(v), &(v)})
-#define ASP_LOCAL(bytes) ((asp_arg){(bytes), NULL})
-adasplash_status asp_set_args(const adasplash_context *ctx, const asp_kernel *k,
-                              const asp_arg *args, size_t count);
-/* Enqueues a 1-D/2-D/3-D range. global sizes are in work-items. */
-adasplash_status asp_enqueue(const adasplash_context *ctx, cl_command_queue queue,
-                             const asp_kernel *k, cl_uint dims, const size_t *global,
-                             const size_t *local, cl_uint nwait, const cl_event *wait,
-                             cl_event *event);
-/* A sequence of commands of one call: each waits for the previous one (so out-of-order queues
- * work too); the first waits for the caller's wait list; the last one's event goes to the caller.
- */
-typedef struct asp_chain {
-  const adasplash_context *ctx;
-  cl_command_queue queue;
-  cl_uint nwait;
-  const cl_event *wait;
-  cl_event last;
-} asp_chain;
-void asp_chain_init(asp_chain *c, const adasplash_context *ctx, cl_command_queue queue,
-                    cl_uint nwait, const cl_event *wait);
-adasplash_status asp_chain_kernel(asp_chain *c, const asp_kernel *k, cl_uint dims,
-                                  const size_t *global, const size_t *local);
-adasplash_status asp_chain_fill(asp_chain *c, cl_mem buf, const void *pattern, size_t pattern_size,
-                                size_t offset, size_t size);
-/* Hands the last event to *event (if non-NULL) or releases it. With no command enqueued, a marker
- * stands in so the caller still gets an event that completes after its wait list. */
-adasplash_status asp_chain_finish(asp_chain *c, cl_event *event);
-/* On an error path: release the last event. */
-void asp_chain_abandon(asp_chain *c);
 
 /* ---- buffers (buffers.c) --------------------------------------------------------------------- */
 

@@ -1,7 +1,8 @@
 /*
  * program_cache.c - compiled program variants: an in-memory cache per context (thread-safe insert,
  * losers discard), backed by the on-disk binary cache (disk_cache.c) keyed by a SHA-256 of
- * everything that determines the binary, and the build-from-source fallback with its log.
+ * everything that determines the binary, the policy that decides where (and whether) a context
+ * caches binaries on disk, and the build-from-source fallback with its log.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -15,26 +16,25 @@
 /* Bump when the meaning of cached binaries changes without the source changing. */
 #define ASP_CACHE_FORMAT "adasplash-cl program cache v1"
 
-void asp_defines_init(asp_defines *d) {
-  d->count = 0;
-}
-
-void asp_defines_add_int(asp_defines *d, const char *name, long value) {
-  if (d->count >= (int)(sizeof d->items / sizeof d->items[0])) return;
-  snprintf(d->items[d->count++], sizeof d->items[0], "-D%s=%ld", name, value);
-}
-
-static int asp_cmp_str(const void *a, const void *b) {
-  return strcmp((const char *)a, (const char *)b);
-}
-
-void asp_defines_text(const asp_defines *d, char *out, size_t out_size) {
-  asp_defines sorted = *d;
-  qsort(sorted.items, (size_t)sorted.count, sizeof sorted.items[0], asp_cmp_str);
-  out[0] = '\0';
-  for (int i = 0; i < sorted.count; ++i) {
-    if (i) strncat(out, " ", out_size - strlen(out) - 1);
-    strncat(out, sorted.items[i], out_size - strlen(out) - 1);
+void asp_program_cache_open(adasplash_context *ctx, const char *cache_dir, char *tune_dir,
+                            size_t tune_dir_size) {
+  /* An explicit directory (option or $ADASPLASH_CACHE_DIR) is always used; the default location
+   * only when the build enables it and the driver does not cache by itself. */
+  const int explicit_dir = cache_dir != NULL || getenv("ADASPLASH_CACHE_DIR") != NULL;
+  ctx->disk_cache = asp_disk_cache_dir(cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
+  /* The tuned file lives in the directory even where binaries are not cached there. */
+  asp_strlcpy(tune_dir, ctx->disk_cache ? ctx->cache_dir : "", tune_dir_size);
+  const char *note = NULL;
+  if (ctx->disk_cache && !explicit_dir && !ADASPLASH_DISK_CACHE_DEFAULT)
+    note = "off: built with ADASPLASH_DISK_CACHE=OFF";
+  else if (ctx->disk_cache && !explicit_dir && ctx->dev.is_pocl)
+    note = "off: PoCL caches compiled kernels itself (set ADASPLASH_CACHE_DIR to cache too)";
+  else if (!ctx->disk_cache)
+    note = "off: disabled by \"off\" or no usable directory";
+  if (note) {
+    ctx->disk_cache = 0;
+    ctx->cache_dir[0] = '\0';
+    asp_strlcpy(ctx->stats.cache_note, note, sizeof ctx->stats.cache_note);
   }
 }
 
@@ -49,48 +49,7 @@ static void asp_program_free(asp_program *p) {
   free(p);
 }
 
-int asp_plan_find(adasplash_context *ctx, const char *key, asp_plan *out) {
-  int found = 0;
-  asp_mutex_lock(&ctx->lock);
-  for (asp_plan *p = ctx->plans; p && !found; p = p->next)
-    if (strcmp(p->key, key) == 0) {
-      *out = *p;
-      found = 1;
-    }
-  asp_mutex_unlock(&ctx->lock);
-  return found;
-}
-
-adasplash_status asp_plan_store(adasplash_context *ctx, const char *key, asp_program *program,
-                                const int *params) {
-  asp_mutex_lock(&ctx->lock);
-  for (asp_plan *p = ctx->plans; p; p = p->next)
-    if (strcmp(p->key, key) == 0) {
-      asp_mutex_unlock(&ctx->lock);
-      return ADASPLASH_SUCCESS; /* another thread prepared it first; same deterministic choice */
-    }
-  asp_plan *p = (asp_plan *)calloc(1, sizeof *p);
-  if (!p) {
-    asp_mutex_unlock(&ctx->lock);
-    return asp_fail(ctx, ADASPLASH_ERROR_OUT_OF_HOST_MEMORY, "allocating a plan");
-  }
-  asp_strlcpy(p->key, key, sizeof p->key);
-  p->program = program;
-  memcpy(p->params, params, sizeof p->params);
-  p->next = ctx->plans;
-  ctx->plans = p;
-  asp_mutex_unlock(&ctx->lock);
-  return ADASPLASH_SUCCESS;
-}
-
 void asp_program_release_all(adasplash_context *ctx) {
-  asp_plan *plan = ctx->plans;
-  while (plan) {
-    asp_plan *next = plan->next;
-    free(plan);
-    plan = next;
-  }
-  ctx->plans = NULL;
   asp_program *p = ctx->programs;
   while (p) {
     asp_program *next = p->next;
@@ -109,13 +68,12 @@ static asp_program *asp_find_locked(adasplash_context *ctx, asp_program_family f
 
 /* Full build options: the portable language level, IEEE semantics (no fast/finite math: the tau
  * search relies on NaN compares and infinities), then the variant's defines. */
-static void asp_build_options(const adasplash_context *ctx, const char *defines, char *out,
-                              size_t size) {
+static void asp_build_options(const char *defines, char *out, size_t size) {
   /* $ADASPLASH_BUILD_OPTIONS (kernel development, e.g. -cl-nv-verbose) is appended; it is part
    * of the options and so of the cache key. */
   const char *extra = asp_getenv("ADASPLASH_BUILD_OPTIONS");
-  snprintf(out, size, "-cl-std=CL1.2 -DASP_PATH=%d %s%s%s", (int)ctx->path, defines ? defines : "",
-           extra ? " " : "", extra ? extra : "");
+  snprintf(out, size, "-cl-std=CL1.2 %s%s%s", defines ? defines : "", extra ? " " : "",
+           extra ? extra : "");
 }
 
 /* With $ADASPLASH_BUILD_LOG_DIR set, every build from source leaves its compiler log there
@@ -145,16 +103,6 @@ static void asp_save_build_log(const adasplash_context *ctx, cl_program program,
     }
   }
   free(log);
-}
-
-asp_program *asp_program_find(adasplash_context *ctx, asp_program_family family,
-                              const char *defines) {
-  char options[2048];
-  asp_build_options(ctx, defines, options, sizeof options);
-  asp_mutex_lock(&ctx->lock);
-  asp_program *p = asp_find_locked(ctx, family, options);
-  asp_mutex_unlock(&ctx->lock);
-  return p;
 }
 
 const asp_kernel *asp_program_kernel(const asp_program *program, const char *name) {
@@ -194,15 +142,10 @@ static adasplash_status asp_build_failure(const adasplash_context *ctx, cl_progr
     }
     free(full);
   }
-  adasplash_status st =
-      asp_fail(ctx, ADASPLASH_ERROR_BUILD_FAILED, "building %s with \"%s\" failed (%s): %s", file,
-               options, asp_cl_error_name(err), log[0] ? log : "(no build log)");
-  /* Keep the OpenCL code retrievable next to the message. */
-  adasplash_context *c = (adasplash_context *)ctx;
-  asp_mutex_lock(&c->lock);
-  c->last_cl_error = err;
-  asp_mutex_unlock(&c->lock);
-  return st;
+  /* The OpenCL code stays retrievable next to the message. */
+  return asp_fail_with_cl(ctx, ADASPLASH_ERROR_BUILD_FAILED, err,
+                          "building %s with \"%s\" failed (%s): %s", file, options,
+                          asp_cl_error_name(err), log[0] ? log : "(no build log)");
 }
 
 static adasplash_status asp_create_kernels(const adasplash_context *ctx, asp_program *p) {
@@ -291,7 +234,7 @@ static void asp_store_binary(adasplash_context *ctx, asp_program *p, const uint8
 adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family family,
                                  const char *defines, asp_program **out) {
   char options[2048];
-  asp_build_options(ctx, defines, options, sizeof options);
+  asp_build_options(defines, options, sizeof options);
   asp_mutex_lock(&ctx->lock);
   asp_program *existing = asp_find_locked(ctx, family, options);
   if (existing) ++ctx->stats.memory_hits;
@@ -386,5 +329,38 @@ adasplash_status asp_program_get(adasplash_context *ctx, asp_program_family fami
   ctx->programs = p;
   asp_mutex_unlock(&ctx->lock);
   *out = p;
+  return ADASPLASH_SUCCESS;
+}
+
+/* ---- the disk cache directory through the public API ------------------------------------------
+ */
+
+adasplash_status adasplash_context_cache_usage(const adasplash_context *ctx, size_t *entries,
+                                               unsigned long long *bytes) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_cache_usage: ctx is NULL");
+  size_t n = 0;
+  unsigned long long b = 0;
+  if (ctx->disk_cache && asp_disk_cache_usage(ctx->cache_dir, &n, &b) != 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_CACHE_IO,
+                    "adasplash_context_cache_usage: the cache directory %s cannot be read",
+                    ctx->cache_dir);
+  if (entries) *entries = n;
+  if (bytes) *bytes = b;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_context_cache_clear(const adasplash_context *ctx, size_t *removed) {
+  if (!ctx)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_context_cache_clear: ctx is NULL");
+  size_t n = 0;
+  int rc = ctx->disk_cache ? asp_disk_cache_clear(ctx->cache_dir, &n) : 0;
+  if (removed) *removed = n;
+  if (rc != 0)
+    return asp_fail(ctx, ADASPLASH_ERROR_CACHE_IO,
+                    "adasplash_context_cache_clear: clearing %s failed after removing %zu files",
+                    ctx->cache_dir, n);
   return ADASPLASH_SUCCESS;
 }

@@ -55,6 +55,8 @@ const char *adasplash_status_string(adasplash_status status) {
       return "ADASPLASH_ERROR_INTERNAL: internal error";
     case ADASPLASH_ERROR_INVALID_SAVED:
       return "ADASPLASH_ERROR_INVALID_SAVED: saved buffer too small or from another shape";
+    case ADASPLASH_ERROR_CACHE_IO:
+      return "ADASPLASH_ERROR_CACHE_IO: the program cache directory cannot be read or changed";
   }
   return "unknown adasplash_status";
 }
@@ -75,14 +77,28 @@ static void asp_record(const adasplash_context *cctx, adasplash_status status, c
   }
 }
 
+static void asp_vrecord(const adasplash_context *ctx, adasplash_status status, cl_int cl_error,
+                        const char *fmt, va_list ap) {
+  char message[4096];
+  vsnprintf(message, sizeof message, fmt, ap);
+  asp_record(ctx, status, cl_error, message);
+}
+
 adasplash_status asp_fail(const adasplash_context *ctx, adasplash_status status, const char *fmt,
                           ...) {
-  char message[4096];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(message, sizeof message, fmt, ap);
+  asp_vrecord(ctx, status, CL_SUCCESS, fmt, ap);
   va_end(ap);
-  asp_record(ctx, status, CL_SUCCESS, message);
+  return status;
+}
+
+adasplash_status asp_fail_with_cl(const adasplash_context *ctx, adasplash_status status,
+                                  cl_int cl_error, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  asp_vrecord(ctx, status, cl_error, fmt, ap);
+  va_end(ap);
   return status;
 }
 

@@ -1,7 +1,8 @@
 /*
- * tuning.c - default launch parameters per device class, the tuned-file and ADASPLASH_TUNE
- * overrides, and their validation. Planners (attention.c, entmax_rows.c) then fit these values to
- * the device's local-memory and work-group limits.
+ * tuning.c - launch parameters: the table of keys with their bounds, the "key=value" text scanner,
+ * the defaults per device class (each with the measurement behind it), the per-device tuned file
+ * and the ADASPLASH_TUNE / options.tune override. Planners (attention_common.c, entmax_rows.c)
+ * then fit these values to the device's local-memory and work-group limits.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tuning.h"
@@ -11,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "internal.h"
+#include "sha256.h"
 
 #define ASP_KEY(field, is_ulong, lo, hi, meaning) \
   { #field, offsetof(asp_tuning, field), is_ulong, lo, hi, meaning }
@@ -39,11 +43,6 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(rows_wg_bracket, 0, 0, 1,
             "rows: the work-group (1) or one work-item (0) finds tau's bracket"),
 };
-
-const asp_tuning_key *asp_tuning_keys(size_t *count) {
-  *count = sizeof asp_keys / sizeof asp_keys[0];
-  return asp_keys;
-}
 
 static int asp_power_of_two(long v) {
   return v > 0 && (v & (v - 1)) == 0;
@@ -164,4 +163,142 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
     if (w < 0 || (size_t)w >= out_size - used) break;
     used += (size_t)w;
   }
+}
+
+/* ---- defaults per device class, the tuned file, the override --------------------------------- */
+
+/* The defaults of each device class; local_mem and max_wg are the device's. Both classes use the
+ * histogram start (attn_hist, the AdaSplash-2 method), cache short rows in local memory and split
+ * rows past 65536 columns. The fused backward (dQ added atomically) won on both classes measured:
+ * H100, N=16384, H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1
+ * split; PoCL (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles,
+ * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
+ * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): 64x64 tiles (the
+ * block-sparsity granularity the peers report), 4 warps of 16 rows, the next tile prefetched with
+ * cp.async where local memory allows. */
+static const asp_tuning asp_class_defaults[] = {
+    /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
+     * 16x16 tiles: adasplash-tune on PoCL (2-core EPYC, N=2048, H=4, D=64, f32, causal, beta=2)
+     * measured fwd+bwd 472 ms against 817 ms with 32x32 (finer tiles skip more, and a work-item
+     * owns 2x2 scores instead of 4x4); at N=4096 entmax 1561 vs 2734 ms, softmax 4967 vs 6416. */
+    [ASP_DEVICE_CPU] = {.attn_tile = 16,
+                        .attn_wg = 64,
+                        .attn_dk = 32,
+                        .attn_bins = 16,
+                        .attn_hist = 1,
+                        .attn_bwd_fused = 1,
+                        .rows_wg = 64,
+                        .rows_bins = 64,
+                        .rows_seg_cols = 65536,
+                        .rows_cache = 1,
+                        .rows_wg_bracket = 0,
+                        .nv_tile = 64,
+                        .nv_warps = 4,
+                        .nv_stages = 2},
+    /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
+     * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
+     * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
+     * Rows: one work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
+     * H100, 15x the plain-bracket start, hence rows_wg_bracket=1. */
+    [ASP_DEVICE_GPU] = {.attn_tile = 32,
+                        .attn_wg = 64,
+                        .attn_dk = 16,
+                        .attn_bins = 16,
+                        .attn_hist = 1,
+                        .attn_bwd_fused = 1,
+                        .rows_wg = 256,
+                        .rows_bins = 64,
+                        .rows_seg_cols = 65536,
+                        .rows_cache = 1,
+                        .rows_wg_bracket = 1,
+                        .nv_tile = 64,
+                        .nv_warps = 4,
+                        .nv_stages = 2},
+};
+
+void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {
+  *t = asp_class_defaults[dev->device_class];
+  t->local_mem = (unsigned long)dev->info.local_mem_size;
+  t->max_wg = (unsigned long)dev->info.max_work_group_size;
+}
+
+/* "<dir>/tuned-<16 hex>.conf" for this device, or $ADASPLASH_TUNE_FILE. dir is the cache directory
+ * even where program binaries are not cached there (PoCL, ADASPLASH_DISK_CACHE=OFF builds): the
+ * tuned file is small text that adasplash-tune writes for every device. */
+static int asp_tuned_file_path(const adasplash_device_info *i, const char *dir, char *out,
+                               size_t size) {
+  const char *env = asp_getenv("ADASPLASH_TUNE_FILE");
+  if (env) return asp_strlcpy(out, env, size) == 0;
+  if (!dir[0]) return 0;
+  asp_sha256_ctx h;
+  asp_sha256_init(&h);
+  const char *parts[] = {i->platform_name, i->device_name, i->device_version, i->driver_version};
+  for (size_t p = 0; p < 4; ++p) asp_sha256_update(&h, parts[p], strlen(parts[p]) + 1);
+  uint8_t digest[32];
+  asp_sha256_final(&h, digest);
+  char hex[65];
+  asp_hex(digest, 8, hex);
+  int n = snprintf(out, size, "%s/tuned-%s.conf", dir, hex);
+  return n > 0 && (size_t)n < size;
+}
+
+adasplash_status asp_tuning_init(asp_device *dev, const char *override, const char *tune_dir,
+                                 asp_tuning *t) {
+  asp_tuning_defaults(dev, t);
+  adasplash_device_info *info = &dev->info;
+  unsigned long dev_local = (unsigned long)info->local_mem_size;
+  unsigned long dev_wg = (unsigned long)info->max_work_group_size;
+  char err[512];
+  char *path = info->tuned_file;
+  path[0] = '\0';
+  info->tuned_file_loaded = 0;
+  if (asp_tuned_file_path(info, tune_dir, path, sizeof info->tuned_file)) {
+    FILE *f = fopen(path, "rb");
+    if (f) {
+      char text[8192];
+      size_t n = fread(text, 1, sizeof text - 1, f);
+      fclose(f);
+      text[n] = '\0';
+      if (asp_tuning_apply(t, text, dev_local, dev_wg, err, sizeof err) != 0)
+        return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "tuned file %s: %s", path, err);
+      info->tuned_file_loaded = 1;
+    }
+  } else {
+    path[0] = '\0';
+  }
+  if (!override) override = asp_getenv("ADASPLASH_TUNE");
+  if (asp_tuning_apply(t, override, dev_local, dev_wg, err, sizeof err) != 0)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_TUNING, "ADASPLASH_TUNE: %s", err);
+  /* The planners see the (possibly lowered) limits through the public device info too. */
+  info->local_mem_size = t->local_mem;
+  info->max_work_group_size = t->max_wg;
+  asp_tuning_format(t, info->tuning, sizeof info->tuning);
+  return ADASPLASH_SUCCESS;
+}
+
+/* ---- public queries ---------------------------------------------------------------------------
+ */
+
+adasplash_status adasplash_tuning_keys(adasplash_tuning_key *keys, size_t capacity, size_t *count) {
+  if (!count)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "adasplash_tuning_keys: count is NULL");
+  if (!keys && capacity)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT,
+                    "adasplash_tuning_keys: keys is NULL with capacity %zu", capacity);
+  const size_t n = sizeof asp_keys / sizeof asp_keys[0];
+  for (size_t i = 0; i < n && i < capacity; ++i) {
+    keys[i].name = asp_keys[i].name;
+    keys[i].min_value = asp_keys[i].min_value;
+    keys[i].max_value = asp_keys[i].max_value;
+    keys[i].meaning = asp_keys[i].meaning;
+  }
+  *count = n;
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status adasplash_tuning_scan(const char *text, adasplash_tuning_item_fn fn, void *arg) {
+  if (!fn)
+    return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "adasplash_tuning_scan: fn is NULL");
+  asp_tuning_each_item(text, fn, arg);
+  return ADASPLASH_SUCCESS;
 }

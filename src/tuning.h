@@ -7,6 +7,10 @@
 
 #include <stddef.h>
 
+#include "adasplash.h"
+
+struct asp_device;
+
 typedef struct asp_tuning {
   /* Device limits the planners respect. Default to the device's values; may be lowered (never
    * raised) to simulate a smaller device. */
@@ -32,7 +36,7 @@ typedef struct asp_tuning {
   int rows_wg_bracket; /* 1: the whole work-group searches the histogram bracket of a row */
 } asp_tuning;
 
-/* Names and bounds of the keys, for messages and the tuner. */
+/* Names and bounds of the keys (the table behind adasplash_tuning_keys). */
 typedef struct asp_tuning_key {
   const char *name;
   size_t offset; /* into asp_tuning */
@@ -40,8 +44,6 @@ typedef struct asp_tuning_key {
   long min_value, max_value;
   const char *meaning;
 } asp_tuning_key;
-
-const asp_tuning_key *asp_tuning_keys(size_t *count);
 
 /* Calls fn(key, value, arg) for each item of "key=value,key=value" text (also newline-separated,
  * '#' comments to the end of the line, blanks around items, keys and values trimmed); value is
@@ -57,5 +59,15 @@ int asp_tuning_apply(asp_tuning *t, const char *text, unsigned long device_local
 
 /* Writes the current values as "key=value" lines. */
 void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size);
+
+/* The defaults of dev's class, with the device's limits. */
+void asp_tuning_defaults(const struct asp_device *dev, asp_tuning *t);
+/* The parameters a context on dev uses: the defaults, then the per-device tuned file
+ * ($ADASPLASH_TUNE_FILE, else "<tune_dir>/tuned-<device hash>.conf"; none when tune_dir is ""),
+ * then override (NULL: $ADASPLASH_TUNE). Fills dev->info's tuned_file, tuned_file_loaded, tuning
+ * text and the (possibly lowered) planning limits. ADASPLASH_ERROR_INVALID_TUNING names the bad
+ * key. */
+adasplash_status asp_tuning_init(struct asp_device *dev, const char *override, const char *tune_dir,
+                                 asp_tuning *t);
 
 #endif /* ASP_TUNING_H */

@@ -755,6 +755,12 @@ static void test_context_calls(fixture *f) {
   EXPECT(NULL, adasplash_context_get_cache_stats(NULL, &stats), E_ARG, "ctx is NULL");
   EXPECT(NULL, adasplash_context_get_cl(NULL, NULL, NULL, NULL), E_ARG, "ctx is NULL");
   EXPECT(NULL, adasplash_warmup(NULL), E_ARG, "ctx is NULL");
+  size_t count = 0;
+  EXPECT(NULL, adasplash_context_cache_usage(NULL, &count, NULL), E_ARG, "ctx is NULL");
+  EXPECT(NULL, adasplash_context_cache_clear(NULL, &count), E_ARG, "ctx is NULL");
+  EXPECT(NULL, adasplash_tuning_keys(NULL, 0, NULL), E_ARG, "count is NULL");
+  EXPECT(NULL, adasplash_tuning_keys(NULL, 4, &count), E_ARG, "keys is NULL");
+  EXPECT(NULL, adasplash_tuning_scan("attn_tile=32", NULL, NULL), E_ARG, "fn is NULL");
 
   float src[4] = {1, 2, 3, 4};
   unsigned short *dst = (unsigned short *)watched_host("convert dst", 8);
@@ -793,6 +799,7 @@ static void test_strings(void) {
       {ADASPLASH_ERROR_OPENCL, "OPENCL"},
       {ADASPLASH_ERROR_INTERNAL, "INTERNAL"},
       {ADASPLASH_ERROR_INVALID_SAVED, "INVALID_SAVED"},
+      {ADASPLASH_ERROR_CACHE_IO, "CACHE_IO"},
   };
   const size_t n = sizeof all / sizeof all[0];
   for (size_t i = 0; i < n; ++i) {

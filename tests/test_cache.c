@@ -233,6 +233,48 @@ static void test_store_and_load(const char *dir, char *entry, size_t entry_size)
              "second context: nothing written or rejected");
 }
 
+/* The public cache queries: adasplash_context_cache_usage counts the entries, _clear removes them
+ * and stale temporary files, and nothing else in the directory. */
+static void test_usage_and_clear(const char *base) {
+  char dir[1100], entry[2048] = "", other[1200], stale[1200];
+  path_join(dir, sizeof dir, base, "usage");
+  run_result r;
+  run_context(dir, 1, &r);
+  check_results("usage: first context", &r);
+  int tmp = 0;
+  test_check(count_entries(dir, &tmp, entry, sizeof entry) == 1, "usage: one entry stored");
+  path_join(other, sizeof other, dir, "keep.txt");
+  path_join(stale, sizeof stale, dir, "0123.aspbin.tmp.1.2");
+  const unsigned char byte = 1;
+  test_check(write_file(other, &byte, 1) == 0 && write_file(stale, &byte, 1) == 0,
+             "usage: an unrelated file and a stale temp file written");
+  adasplash_context_options o;
+  adasplash_context_options_init(&o);
+  o.cache_dir = dir;
+  adasplash_context *ctx = test_context(&o);
+  size_t entries = 0, removed = 0;
+  unsigned long long bytes = 0;
+  adasplash_status st = adasplash_context_cache_usage(ctx, &entries, &bytes);
+  test_check(
+      st == ADASPLASH_SUCCESS && entries == 1 && bytes == (unsigned long long)file_size(entry),
+      "usage: 1 entry of %ld bytes reported (%zu, %llu)", file_size(entry), entries, bytes);
+  st = adasplash_context_cache_clear(ctx, &removed);
+  test_check(st == ADASPLASH_SUCCESS && removed == 2,
+             "clear: the entry and the stale temp file removed (%zu)", removed);
+  st = adasplash_context_cache_usage(ctx, &entries, &bytes);
+  test_check(st == ADASPLASH_SUCCESS && entries == 0 && bytes == 0, "usage after clear: empty");
+  test_check(file_size(other) == 1, "clear: the unrelated file is kept");
+  adasplash_context_release(ctx);
+  o.cache_dir = "off";
+  ctx = test_context(&o);
+  entries = removed = 7;
+  test_check(adasplash_context_cache_usage(ctx, &entries, NULL) == ADASPLASH_SUCCESS &&
+                 entries == 0 &&
+                 adasplash_context_cache_clear(ctx, &removed) == ADASPLASH_SUCCESS && removed == 0,
+             "cache off: usage 0, nothing cleared");
+  adasplash_context_release(ctx);
+}
+
 typedef enum corruption {
   FLIP_PAYLOAD_BYTE,
   TRUNCATE,
@@ -623,6 +665,7 @@ int main(int argc, char **argv) {
     path_join(dir, sizeof dir, base, "store/nested"); /* created by the library (mkdir -p) */
     test_store_and_load(dir, entry, sizeof entry);
     if (entry[0]) test_corruptions(dir, entry);
+    test_usage_and_clear(base);
     test_unwritable(base);
     test_off(base);
     test_environment(base);

@@ -1,4 +1,4 @@
-/* test_reference.c - Self test of the double-precision reference (tests/reference.c).
+/* test_reference.c - Self test of the double-precision reference (devtools/reference.c).
  *
  * Checks the sort paths against bisection, normalisation and edge cases of row entmax, row and
  * attention gradients against central finite differences, f16/bf16 rounding (spot checks plus an

@@ -7,15 +7,14 @@
  * Exit codes: 0 success, 1 failure (no device, library or OpenCL error), 2 bad command line.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "adasplash.h"
-#include "disk_cache.h"
+#include "report.h"
+#include "timing.h"
 
 #define EXIT_USAGE 2
 
@@ -39,38 +38,13 @@ static const char *info_usage =
 /* ---- small helpers ----------------------------------------------------------------------------
  */
 
-static double info_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Prints "adasplash-info: <message>" on stderr. */
-static void info_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static void info_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fflush(stdout); /* keep the order of stdout and stderr lines */
-  fputs("adasplash-info: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
+#define INFO_PROG "adasplash-info"
 
 /* Reports a failed library call with the recorded message; returns 1 (the exit code). */
 static int info_library_error(const adasplash_context *ctx, adasplash_status st, const char *what) {
-  char msg[4096] = "";
-  cl_int cl_err = CL_SUCCESS;
-  adasplash_get_last_error(ctx, msg, sizeof msg, &cl_err);
-  if (cl_err != CL_SUCCESS)
-    info_error("%s failed: %s: %s (OpenCL error %d)", what, adasplash_status_string(st), msg,
-               (int)cl_err);
-  else
-    info_error("%s failed: %s: %s", what, adasplash_status_string(st), msg);
+  char msg[4096];
+  dt_lib_message(ctx, st, NULL, msg, sizeof msg);
+  dt_error(INFO_PROG, "%s failed: %s", what, msg);
   return 1;
 }
 
@@ -88,23 +62,17 @@ static void info_bytes(unsigned long long bytes, char *out, size_t size) {
     snprintf(out, size, "%.1f %s (%llu bytes)", v, units[u], bytes);
 }
 
-/* A device or platform string of any length (malloc'd, never NULL). */
-static char *info_device_string(cl_device_id d, cl_device_info what) {
+/* A string of a platform (p) or, when p is NULL, of a device (d), of any length; malloc'd, NULL
+ * only when out of host memory ("" when the query fails). */
+static char *info_string(cl_platform_id p, cl_device_id d, cl_uint what) {
   size_t len = 0;
-  if (clGetDeviceInfo(d, what, 0, NULL, &len) != CL_SUCCESS) len = 0;
+  cl_int err =
+      p ? clGetPlatformInfo(p, what, 0, NULL, &len) : clGetDeviceInfo(d, what, 0, NULL, &len);
+  if (err != CL_SUCCESS) len = 0;
   char *s = (char *)calloc(len + 1, 1);
-  if (!s) return NULL;
-  if (len && clGetDeviceInfo(d, what, len, s, NULL) != CL_SUCCESS) s[0] = '\0';
-  s[len] = '\0';
-  return s;
-}
-
-static char *info_platform_string(cl_platform_id p, cl_platform_info what) {
-  size_t len = 0;
-  if (clGetPlatformInfo(p, what, 0, NULL, &len) != CL_SUCCESS) len = 0;
-  char *s = (char *)calloc(len + 1, 1);
-  if (!s) return NULL;
-  if (len && clGetPlatformInfo(p, what, len, s, NULL) != CL_SUCCESS) s[0] = '\0';
+  if (!s || !len) return s;
+  err = p ? clGetPlatformInfo(p, what, len, s, NULL) : clGetDeviceInfo(d, what, len, s, NULL);
+  if (err != CL_SUCCESS) s[0] = '\0';
   s[len] = '\0';
   return s;
 }
@@ -146,12 +114,12 @@ static void info_type_string(cl_device_type t, char *out, size_t size) {
  */
 
 static void info_print_device(cl_device_id d, unsigned global_index, unsigned pi, unsigned di) {
-  char *name = info_device_string(d, CL_DEVICE_NAME);
-  char *vendor = info_device_string(d, CL_DEVICE_VENDOR);
-  char *version = info_device_string(d, CL_DEVICE_VERSION);
-  char *driver = info_device_string(d, CL_DRIVER_VERSION);
-  char *clc = info_device_string(d, CL_DEVICE_OPENCL_C_VERSION);
-  char *ext = info_device_string(d, CL_DEVICE_EXTENSIONS);
+  char *name = info_string(NULL, d, CL_DEVICE_NAME);
+  char *vendor = info_string(NULL, d, CL_DEVICE_VENDOR);
+  char *version = info_string(NULL, d, CL_DEVICE_VERSION);
+  char *driver = info_string(NULL, d, CL_DRIVER_VERSION);
+  char *clc = info_string(NULL, d, CL_DEVICE_OPENCL_C_VERSION);
+  char *ext = info_string(NULL, d, CL_DEVICE_EXTENSIONS);
   cl_device_type type = 0;
   cl_uint cus = 0, clock = 0;
   cl_ulong global = 0, alloc = 0, local = 0;
@@ -212,9 +180,9 @@ static unsigned info_list_devices(void) {
   printf("OpenCL platforms: %u\n", (unsigned)np);
   unsigned global_index = 0;
   for (cl_uint p = 0; p < np; ++p) {
-    char *pname = info_platform_string(platforms[p], CL_PLATFORM_NAME);
-    char *pvendor = info_platform_string(platforms[p], CL_PLATFORM_VENDOR);
-    char *pversion = info_platform_string(platforms[p], CL_PLATFORM_VERSION);
+    char *pname = info_string(platforms[p], NULL, CL_PLATFORM_NAME);
+    char *pvendor = info_string(platforms[p], NULL, CL_PLATFORM_VENDOR);
+    char *pversion = info_string(platforms[p], NULL, CL_PLATFORM_VERSION);
     printf("\nPlatform %u: %s\n", (unsigned)p, pname ? pname : "");
     printf("  vendor:  %s\n", pvendor ? pvendor : "");
     printf("  version: %s\n", pversion ? pversion : "");
@@ -255,18 +223,20 @@ static const char *info_path_name(adasplash_kernel_path path) {
   return "unknown";
 }
 
-static void info_print_usage_of(const char *dir, const char *note) {
+/* The context's program cache directory and what it holds. */
+static void info_print_cache(const adasplash_context *ctx, const adasplash_cache_stats *stats) {
+  const char *dir = stats->cache_dir;
   if (!dir[0]) {
-    printf("  cache directory: (%s)\n", note[0] ? note : "off");
+    printf("  cache directory: (%s)\n", stats->cache_note[0] ? stats->cache_note : "off");
     return;
   }
   size_t entries = 0;
   unsigned long long bytes = 0;
-  int rc = asp_disk_cache_usage(dir, &entries, &bytes);
+  adasplash_status st = adasplash_context_cache_usage(ctx, &entries, &bytes);
   char bytes_s[64];
   info_bytes(bytes, bytes_s, sizeof bytes_s);
   printf("  cache directory: %s\n", dir);
-  if (rc < 0)
+  if (st != ADASPLASH_SUCCESS)
     printf("  cache entries:   (directory could not be read)\n");
   else if (!info_is_dir(dir))
     printf("  cache entries:   0 (directory does not exist yet)\n");
@@ -308,7 +278,7 @@ static int info_print_context(adasplash_context *ctx) {
            info.nvidia_compute_capability % 10);
   printf("  planning limits: %s local memory, %zu work-items per work-group\n", local_s,
          info.max_work_group_size);
-  info_print_usage_of(stats.cache_dir, stats.cache_note);
+  info_print_cache(ctx, &stats);
   return 0;
 }
 
@@ -322,14 +292,16 @@ static void info_print_stats(const adasplash_cache_stats *s) {
   printf("    memory hits: %lu\n", s->memory_hits);
 }
 
-/* One warmup on a fresh context; prints its time and counters into *stats. */
-static int info_warmup_once(const char *label, adasplash_cache_stats *stats) {
+/* One warmup on a fresh context; prints its time and counters into *stats. The context goes to
+ * *keep when keep is not NULL (the caller releases it), else it is released. */
+static int info_warmup_once(const char *label, adasplash_cache_stats *stats,
+                            adasplash_context **keep) {
   adasplash_context *ctx = NULL;
   int rc = info_create(&ctx, "adasplash_context_create");
   if (rc) return rc;
-  double t0 = info_now();
+  double t0 = dt_now();
   adasplash_status st = adasplash_warmup(ctx);
-  double dt = info_now() - t0;
+  double dt = dt_now() - t0;
   if (st != ADASPLASH_SUCCESS) {
     rc = info_library_error(ctx, st, "adasplash_warmup");
     adasplash_context_release(ctx);
@@ -345,16 +317,20 @@ static int info_warmup_once(const char *label, adasplash_cache_stats *stats) {
   }
   printf("  %s warmup: %.3f s\n", label, dt);
   info_print_stats(stats);
-  adasplash_context_release(ctx);
+  if (keep)
+    *keep = ctx;
+  else
+    adasplash_context_release(ctx);
   return 0;
 }
 
 static int info_warmup(void) {
   adasplash_cache_stats cold, warm;
   printf("\nWarmup (every kernel variant for this device):\n");
-  int rc = info_warmup_once("cold", &cold);
+  int rc = info_warmup_once("cold", &cold, NULL);
   if (rc) return rc;
-  rc = info_warmup_once("warm", &warm);
+  adasplash_context *ctx = NULL;
+  rc = info_warmup_once("warm", &warm, &ctx);
   if (rc) return rc;
   if (!warm.cache_dir[0]) {
     printf("  note: the disk cache is off, so the second warmup compiled again\n");
@@ -366,19 +342,21 @@ static int info_warmup(void) {
   } else {
     printf("  the second warmup loaded all %lu programs from the disk cache\n", warm.disk_hits);
   }
-  info_print_usage_of(warm.cache_dir, warm.cache_note);
+  info_print_cache(ctx, &warm);
+  adasplash_context_release(ctx);
   return 0;
 }
 
-static int info_clear_cache(const char *dir) {
+static int info_clear_cache(adasplash_context *ctx, const char *dir) {
   if (!dir[0]) {
     printf("Cache: disabled, nothing to clear\n");
     return 0;
   }
   size_t removed = 0;
-  int rc = asp_disk_cache_clear(dir, &removed);
-  if (rc < 0) {
-    info_error("clearing the cache directory %s failed after removing %zu entries", dir, removed);
+  adasplash_status st = adasplash_context_cache_clear(ctx, &removed);
+  if (st != ADASPLASH_SUCCESS) {
+    dt_error(INFO_PROG, "clearing the cache directory %s failed after removing %zu entries", dir,
+             removed);
     return 1;
   }
   if (removed == 0 && !info_is_dir(dir))
@@ -409,20 +387,21 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--warmup") == 0) {
       warmup = 1;
     } else {
-      info_error("unknown option \"%s\"", a);
+      dt_error(INFO_PROG, "unknown option \"%s\"", a);
       fputs(info_usage, stderr);
       return EXIT_USAGE;
     }
   }
   if (list_only && (clear || warmup)) {
-    info_error("--list-devices cannot be combined with --clear-cache or --warmup");
+    dt_error(INFO_PROG, "--list-devices cannot be combined with --clear-cache or --warmup");
     return EXIT_USAGE;
   }
 
   if (list_only || (!clear && !warmup)) {
     unsigned n = info_list_devices();
     if (n == 0) {
-      info_error("no OpenCL device is available (is an ICD such as pocl-opencl-icd installed?)");
+      dt_error(INFO_PROG,
+               "no OpenCL device is available (is an ICD such as pocl-opencl-icd installed?)");
       return 1;
     }
     if (list_only) return 0;
@@ -444,13 +423,12 @@ int main(int argc, char **argv) {
     else
       rc = info_library_error(ctx, st, "adasplash_context_get_cache_stats");
   }
+  if (!rc && clear) {
+    printf("\n");
+    rc = info_clear_cache(ctx, dir);
+  }
   adasplash_context_release(ctx);
   if (rc) return rc;
-  if (clear) {
-    printf("\n");
-    rc = info_clear_cache(dir);
-    if (rc) return rc;
-  }
   if (warmup) rc = info_warmup();
   return rc;
 }

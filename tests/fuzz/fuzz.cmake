@@ -1,7 +1,7 @@
 # Fuzzing (included from tests/CMakeLists.txt). fuzz_api.c is a libFuzzer target for the public
 # API's argument validation (tests/fuzz/fuzz_api.c says what it checks). Every build replays the
 # corpus through it with a plain driver (CTest fuzz_replay, any compiler); a clang build with
-# -DADASPLASH_BUILD_FUZZ=ON also builds the coverage-guided fuzzer fuzz_api (tools/ci-fuzz.sh).
+# -DADASPLASH_BUILD_FUZZ=ON also builds the coverage-guided fuzzer fuzz_api (scripts/ci/fuzz.sh).
 set(ADASPLASH_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 
 add_executable(fuzz_replay ${ADASPLASH_FUZZ_DIR}/fuzz_replay.c ${ADASPLASH_FUZZ_DIR}/fuzz_api.c)

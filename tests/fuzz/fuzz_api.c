@@ -203,7 +203,7 @@ static void arm_sentinel(void) {
 
 static int is_status(adasplash_status st) {
   return st == ADASPLASH_SUCCESS ||
-         (st <= ADASPLASH_ERROR_INVALID_ARGUMENT && st >= ADASPLASH_ERROR_INVALID_SAVED);
+         (st <= ADASPLASH_ERROR_INVALID_ARGUMENT && st >= ADASPLASH_ERROR_CACHE_IO);
 }
 
 /* Checks st against the statuses the call may return (a 0-terminated list of allowed errors) and
