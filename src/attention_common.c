@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attention_common.h"
@@ -304,31 +305,60 @@ adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family f
   return ADASPLASH_SUCCESS;
 }
 
-/* Local memory of a program's largest kernel: every attention kernel has one local arena, its
- * products' part and its pass's part (cl/abi.h formulas, the same the kernels declare). */
-static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_plan *p) {
+/* Local memory one kernel declares by the formulas (cl/abi.h, and the arena macros of the passes:
+ * attn_tau.clh, attn_out.clh, attn_grad.clh). */
+static size_t asp_attn_kernel_local_bytes(asp_program_family family, const char *name,
+                                          const asp_attn_plan *p) {
   const size_t t = (size_t)p->tile, hd = (size_t)p->hd, wg = (size_t)p->wg;
   const size_t nstage = (size_t)(family == ASP_PROGRAM_ATTN_BACKWARD ? p->nstage_b : p->nstage_f);
 #define ASP_PRODUCTS(nb, keep, pprod)                                                     \
   (p->impl == ASP_TILE_NV_MMA                                                             \
        ? (size_t)ASP_NV_PRODUCT_BYTES(t, hd, nstage, nb, keep, pprod, (size_t)p->emu, wg) \
        : (size_t)ASP_PT_PRODUCT_BYTES(t, (size_t)p->tc, (size_t)p->dk, pprod))
-  size_t m = ASP_PRODUCTS(2, 0, 1); /* output pass, query-block pass */
-  if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    const size_t tau =
-        ASP_PRODUCTS(1, 0, 0) + ASP_TAU_PASS_BYTES(t, (size_t)p->bins, (size_t)p->kmax);
-    if (tau > m) m = tau;
-  } else {
-    const size_t key = ASP_PRODUCTS(2, 1, 2) + ASP_QROW_BYTES(t); /* key-block pass */
-    if (key > m) m = key;
-    if (wg * 4 > m) m = wg * 4; /* attn_bwd_dalpha */
-  }
+  size_t b = 0;
+  if (strcmp(name, "attn_tau") == 0)
+    b = ASP_PRODUCTS(1, 0, 0) + ASP_TAU_PASS_BYTES(t, (size_t)p->bins, (size_t)p->kmax);
+  else if (strstr(name, "dkdv"))
+    b = ASP_PRODUCTS(2, 1, 1) + ASP_QROW_BYTES(t);
+  else if (strcmp(name, "attn_bwd_fused") == 0)
+    b = ASP_PRODUCTS(2, 1, 2) + ASP_QROW_BYTES(t);
+  else if (strcmp(name, "attn_bwd_dalpha") == 0)
+    b = wg * 4;
+  else if (!strstr(name, "pre") && !strstr(name, "store"))
+    b = ASP_PRODUCTS(2, 0, 1); /* output passes, dQ passes */
 #undef ASP_PRODUCTS
+  return (b + 15) / 16 * 16; /* one 16-byte aligned arena */
+}
+
+/* The kernels of a program. */
+static const char *const *asp_attn_kernels(asp_program_family family, size_t *count) {
+  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+    *count = sizeof asp_forward_kernels / sizeof asp_forward_kernels[0];
+    return asp_forward_kernels;
+  }
+  if (family == ASP_PROGRAM_ATTN_BACKWARD) {
+    *count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
+    return asp_backward_kernels;
+  }
+  *count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
+  return asp_softmax_kernels;
+}
+
+/* Local memory of a program's largest kernel. */
+static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_plan *p) {
+  size_t count, m = 0;
+  const char *const *names = asp_attn_kernels(family, &count);
+  for (size_t i = 0; i < count; ++i) {
+    const size_t b = asp_attn_kernel_local_bytes(family, names[i], p);
+    if (b > m) m = b;
+  }
   return m;
 }
 
 /* Builds one program of a plan and checks its kernels' limits: *fits = 1 when every kernel
- * accepts the plan's work-items and its local memory. */
+ * accepts the plan's work-items and its local memory. With $ADASPLASH_CHECK_LOCAL_MEM set (tests),
+ * a kernel whose CL_KERNEL_LOCAL_MEM_SIZE is not what the formulas say fails the build: the host
+ * plans with those formulas. */
 static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant_key *key,
                                        const asp_attn_plan *p, asp_program **program, int *fits) {
   const asp_tuning *tu = &ctx->tuning;
@@ -359,15 +389,8 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     snprintf(arch, sizeof arch, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
   adasplash_status st = asp_variant_program_opts(ctx, key, &df, arch, program);
   if (st != ADASPLASH_SUCCESS) return st;
-  const char *const *names = asp_softmax_kernels;
-  size_t count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
-  if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    names = asp_forward_kernels;
-    count = sizeof asp_forward_kernels / sizeof asp_forward_kernels[0];
-  } else if (family == ASP_PROGRAM_ATTN_BACKWARD) {
-    names = asp_backward_kernels;
-    count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
-  }
+  size_t count;
+  const char *const *names = asp_attn_kernels(family, &count);
   size_t fit = (size_t)p->wg;
   for (size_t i = 0; i < count; ++i) {
     const asp_kernel *k = asp_program_kernel(*program, names[i]);
@@ -378,6 +401,14 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
       continue; /* launched with any work-group size */
     if (k->max_work_group_size < fit) fit = k->max_work_group_size;
     if (k->local_mem_size > tu->local_mem) fit = 0;
+  }
+  for (size_t i = 0; i < count && getenv("ADASPLASH_CHECK_LOCAL_MEM"); ++i) {
+    const asp_kernel *k = asp_program_kernel(*program, names[i]);
+    const size_t want = asp_attn_kernel_local_bytes(family, names[i], p);
+    if ((size_t)k->local_mem_size != want)
+      return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL,
+                      "kernel %s of %s uses %lu bytes of local memory; the host's formula says %zu",
+                      names[i], asp_program_file(family), (unsigned long)k->local_mem_size, want);
   }
   *fits = fit >= (size_t)p->wg;
   return ADASPLASH_SUCCESS;
