@@ -178,10 +178,11 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * cp.async where local memory allows. */
 static const asp_tuning asp_class_defaults[] = {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
-     * 16x16 tiles: adasplash-tune on PoCL (2-core EPYC, N=2048, H=4, D=64, f32, causal, beta=2)
-     * measured fwd+bwd 472 ms against 817 ms with 32x32 (finer tiles skip more, and a work-item
-     * owns 2x2 scores instead of 4x4); at N=4096 entmax 1561 vs 2734 ms, softmax 4967 vs 6416. */
-    [ASP_DEVICE_CPU] = {.attn_tile = 16,
+     * 32x32 tiles on 8x8 work-items (4x4 register blocks of the tile contract's portable
+     * implementation): PoCL, 2-core EPYC, N=2048, H=4, D=64, f32, causal, beta=2, fwd+bwd ms
+     * (entmax / softmax): 32/64 300 / 528, 16/16 300 / 686, 32/16 323 / 776, 64/64 466 / 689,
+     * 16/64 467 / 1097 (adasplash-bench --mode attention-fwd-bwd, ADASPLASH_TUNE per row). */
+    [ASP_DEVICE_CPU] = {.attn_tile = 32,
                         .attn_wg = 64,
                         .attn_dk = 32,
                         .attn_bins = 16,
