@@ -121,9 +121,12 @@ typedef struct asp_attn_args {
 /* Pass-specific local memory on top of the products (both implementations), in bytes. */
 /* Threshold pass: histogram window (3 x T x (BINS+1) uints), candidates (T x KMAX floats); per row
  * the candidate count, window top, bad flag, max, histogram anchor, segment bound, 8 sweep sums
- * and the row solver (at most 64 bytes, checked at compile time); block flags. */
-#define ASP_TAU_PASS_BYTES(T, BINS, KMAX) \
-  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (6 * 4 + 8 * 4 + 64) + 64)
+ * and the row solver (at most 64 bytes, checked at compile time); block flags; the sparse sweeps'
+ * visit mask (ASP_TAU_VISIT_WORDS words: the tiles of one chunk). */
+#define ASP_TAU_VISIT_WORDS 2
+#define ASP_TAU_PASS_BYTES(T, BINS, KMAX)                                          \
+  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (6 * 4 + 8 * 4 + 64) + 64 + \
+   4 * ASP_TAU_VISIT_WORDS)
 
 /* Key-block backward pass: the visited query rows' constants (row max, tau or lse, 1/l,
  * l^(alpha-2), delta, visible keys). */

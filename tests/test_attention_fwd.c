@@ -255,8 +255,9 @@ int main(int argc, char **argv) {
       c.seed = 100 + l;
       check_case(ctx, c, 0);
     }
-  /* q_len != kv_len (bottom-right causal: some rows see no key when q_len > kv_len). */
-  const int qk[][2] = {{37, 130}, {130, 37}, {1, 200}, {100, 1}};
+  /* q_len != kv_len (bottom-right causal: some rows see no key when q_len > kv_len); 2500 keys
+   * are more tiles than one chunk of the threshold pass's visit mask (ASP_TAU_VISIT_WORDS). */
+  const int qk[][2] = {{37, 130}, {130, 37}, {1, 200}, {100, 1}, {40, 2500}};
   for (size_t i = 0; i < sizeof qk / sizeof qk[0]; ++i)
     for (int causal = 0; causal < 2; ++causal) {
       c = base;
