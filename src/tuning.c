@@ -199,6 +199,9 @@ static const asp_tuning asp_class_defaults[] = {
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
      * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
+     * NVIDIA path: 32x32 tiles on 2 warps. Measured on the H200 (same shape, fwd / fwd+bwd ms):
+     * nv_tile=32,nv_warps=2 8.11 / 11.40; 64/4 10.52 / 14.34; 32/1 17.2 / 22.5 (.gpu exp.sh sweep,
+     * ADASPLASH_TUNE; the kernels are latency-bound: time follows the warps an SM holds).
      * Rows: one work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
      * H100, 15x the plain-bracket start, hence rows_wg_bracket=1. */
     [ASP_DEVICE_GPU] = {.attn_tile = 32,
@@ -212,8 +215,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 1,
-                        .nv_tile = 64,
-                        .nv_warps = 4,
+                        .nv_tile = 32,
+                        .nv_warps = 2,
                         .nv_stages = 2},
 };
 

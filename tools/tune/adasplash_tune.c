@@ -363,6 +363,16 @@ static void tune_report(tune_run *r, tune_target target, const char *label, tune
   tune_add_line(r, target, label, out, ms, note);
 }
 
+/* 1 when key k plans the kernels this run times: the NVIDIA path serves 16-bit storage on a
+ * context whose path is nvidia, the portable path everything else. */
+static int tune_key_applies(const tune_run *r, const tune_key *k) {
+  const int nvidia =
+      r->info.kernel_path == ADASPLASH_PATH_NVIDIA_MMA && r->o->dtype != ADASPLASH_F32;
+  if (k->path == TUNE_NVIDIA_PATH) return nvidia;
+  if (k->path == TUNE_PORTABLE_PATH) return !nvidia;
+  return 1;
+}
+
 /* Coordinate descent over the keys of target. Returns 0, or 1 when the defaults fail. */
 static int tune_phase(tune_run *r, tune_target target, tune_work *work, double deadline) {
   size_t nkeys = 0;
@@ -383,6 +393,11 @@ static int tune_phase(tune_run *r, tune_target target, tune_work *work, double d
   for (size_t i = 0; i < nkeys && i < TUNE_MAX_KEYS; ++i) {
     const tune_key *k = &keys[i];
     if (k->target != target || !r->best.known[i]) continue;
+    if (!tune_key_applies(r, k)) {
+      tune_progress(r, "%s: not searched (the %s kernels this run times do not use it)", k->name,
+                    k->path == TUNE_NVIDIA_PATH ? "portable" : "NVIDIA");
+      continue;
+    }
     if (spent) {
       size_t u = strlen(r->unsearched[target]);
       snprintf(r->unsearched[target] + u, sizeof r->unsearched[target] - u, "%s%s", u ? ", " : "",

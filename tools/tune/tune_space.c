@@ -13,16 +13,19 @@
  * and the device's limits trim them at run time. A key the linked library does not know (say an
  * older library without attn_bwd_fused) is found at run time and not searched. */
 static const tune_key tune_keys[] = {
-    {"attn_tile", TUNE_ATTENTION, 0, {16, 32, 64}, 3},
-    {"attn_wg", TUNE_ATTENTION, 1, {32, 64, 128, 256}, 4},
-    {"attn_dk", TUNE_ATTENTION, 0, {8, 16, 32}, 3},
-    {"attn_bins", TUNE_ATTENTION, 0, {8, 16, 32}, 3},
-    {"attn_hist", TUNE_ATTENTION, 0, {0, 1}, 2},
-    {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2},
-    {"rows_wg", TUNE_ROWS, 1, {64, 128, 256, 512}, 4},
-    {"rows_bins", TUNE_ROWS, 0, {32, 64, 128}, 3},
-    {"rows_wg_bracket", TUNE_ROWS, 0, {0, 1}, 2},
-    {"rows_cache", TUNE_ROWS, 0, {0, 1}, 2},
+    {"attn_tile", TUNE_ATTENTION, 0, {16, 32, 64}, 3, TUNE_PORTABLE_PATH},
+    {"attn_wg", TUNE_ATTENTION, 1, {32, 64, 128, 256}, 4, TUNE_PORTABLE_PATH},
+    {"attn_dk", TUNE_ATTENTION, 0, {8, 16, 32}, 3, TUNE_PORTABLE_PATH},
+    {"nv_tile", TUNE_ATTENTION, 0, {16, 32, 64}, 3, TUNE_NVIDIA_PATH},
+    {"nv_warps", TUNE_ATTENTION, 0, {1, 2, 4}, 3, TUNE_NVIDIA_PATH},
+    {"nv_stages", TUNE_ATTENTION, 0, {1, 2}, 2, TUNE_NVIDIA_PATH},
+    {"attn_bins", TUNE_ATTENTION, 0, {8, 16, 32}, 3, TUNE_ANY_PATH},
+    {"attn_hist", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
+    {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
+    {"rows_wg", TUNE_ROWS, 1, {64, 128, 256, 512}, 4, TUNE_ANY_PATH},
+    {"rows_bins", TUNE_ROWS, 0, {32, 64, 128}, 3, TUNE_ANY_PATH},
+    {"rows_wg_bracket", TUNE_ROWS, 0, {0, 1}, 2, TUNE_ANY_PATH},
+    {"rows_cache", TUNE_ROWS, 0, {0, 1}, 2, TUNE_ANY_PATH},
 };
 
 const tune_key *tune_space_keys(size_t *count) {

@@ -17,6 +17,13 @@ typedef enum tune_target {
   TUNE_ROWS = 1       /* timed on adasplash_entmax_forward */
 } tune_target;
 
+/* The kernel path a key plans (a key of the other path changes nothing there). */
+typedef enum tune_path {
+  TUNE_ANY_PATH = 0,
+  TUNE_PORTABLE_PATH = 1, /* the portable kernels (fp32 storage, non-NVIDIA devices) */
+  TUNE_NVIDIA_PATH = 2    /* the NVIDIA tensor-core kernels (16-bit storage) */
+} tune_path;
+
 #define TUNE_MAX_VALUES 8
 #define TUNE_MAX_KEYS 16
 
@@ -26,6 +33,7 @@ typedef struct tune_key {
   int wg_limited;              /* 1: values above the device's max work-group size are left out */
   int values[TUNE_MAX_VALUES]; /* ascending */
   int nvalues;
+  tune_path path;
 } tune_key;
 
 const tune_key *tune_space_keys(size_t *count);
