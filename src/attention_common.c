@@ -28,11 +28,9 @@ float asp_attn_scale(const adasplash_attention_desc *d) {
   return d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
 }
 
-/* Resolves one tensor's layout and checks that its (batch, head, row) slices never overlap. */
-static adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn,
-                                           const char *name, const adasplash_layout *in, int batch,
-                                           int heads, int len, int head_dim, size_t esize,
-                                           asp_layout *out, size_t *bytes) {
+adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn, const char *name,
+                                    const adasplash_layout *in, int batch, int heads, int len,
+                                    int head_dim, size_t esize, asp_layout *out, size_t *bytes) {
   size_t bs = in->batch_stride, hs = in->head_stride, ss = in->seq_stride;
   const size_t D = (size_t)head_dim;
   if (bs == 0 && hs == 0 && ss == 0) {

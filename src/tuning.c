@@ -42,6 +42,10 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(rows_cache, 0, 0, 1, "rows: keep a row in local memory when it fits"),
     ASP_KEY(rows_wg_bracket, 0, 0, 1,
             "rows: the work-group (1) or one work-item (0) finds tau's bracket"),
+    ASP_KEY(decode_max_q, 0, 0, 256,
+            "attention: inference forwards with q_len <= this take the split-KV decode path"),
+    ASP_KEY(decode_split, 0, 64, 1 << 20, "attention decode path: keys per split (work-group)"),
+    ASP_KEY(decode_wg, 0, 16, 1024, "attention decode path: work-items per work-group"),
 };
 
 static int asp_power_of_two(long v) {
@@ -133,7 +137,8 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
   if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
        strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
        strcmp(key, "nv_tile") == 0 || strcmp(key, "nv_warps") == 0 ||
-       strcmp(key, "rows_bins") == 0) &&
+       strcmp(key, "rows_bins") == 0 || strcmp(key, "decode_wg") == 0 ||
+       strcmp(key, "decode_split") == 0) &&
       !asp_power_of_two(v)) {
     snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
     return -1;
@@ -193,6 +198,9 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 0,
+                        .decode_max_q = 16,
+                        .decode_split = 1024,
+                        .decode_wg = 64,
                         .nv_tile = 64,
                         .nv_warps = 4,
                         .nv_stages = 2},
@@ -215,6 +223,9 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 1,
+                        .decode_max_q = 16,
+                        .decode_split = 512,
+                        .decode_wg = 128,
                         .nv_tile = 32,
                         .nv_warps = 2,
                         .nv_stages = 2},
