@@ -486,6 +486,59 @@ ADASPLASH_API adasplash_status adasplash_attention_saved_read(adasplash_context 
                                                               cl_command_queue queue, cl_mem saved,
                                                               float *tau, unsigned char *active);
 
+/* ---- Decode against a paged KV cache ------------------------------------------------------------
+ *
+ * Inference engines keep K and V in pages of page_size tokens: a pool of num_pages pages per
+ * tensor, described by desc->k and desc->v as [num_pages, kv_heads, page_size, head_dim] tensors
+ * (batch_stride = the page stride; zero strides mean that contiguous layout; a vLLM-style
+ * [num_pages, page_size, kv_heads, head_dim] pool has seq_stride = kv_heads*head_dim, head_stride
+ * = head_dim, batch_stride = page_size*kv_heads*head_dim). Key j of sequence b is row
+ * j % page_size of page block_table[b][j / page_size]; sequence b has seq_lens[b] keys, so a batch
+ * of sequences of different lengths decodes in one call. Queries are the last q_len positions
+ * (right padding by desc->q_lens as in the forward; causal: query i sees keys
+ * j <= i + seq_lens[b] - q_len_b). */
+typedef struct adasplash_paged_kv {
+  size_t struct_size; /* = sizeof(adasplash_paged_kv), set by adasplash_paged_kv_init */
+  int page_size;      /* tokens per page: 16, 32, 64, 128 or 256 */
+  int num_pages;      /* pages in each of the K and V pools, >= 1 */
+  int max_blocks; /* columns of the block table, >= 1; desc->kv_len must be max_blocks*page_size */
+  cl_mem block_table; /* int32 [batch, max_blocks]: the device copy the kernels read */
+  cl_mem seq_lens;    /* int32 [batch]: the device copy the kernels read */
+  /* The same contents in host memory, validated before anything is enqueued (the check reads
+   * these host copies, not the device buffers, so the call never blocks): every length in
+   * [0, max_blocks*page_size], and the pages of the blocks a sequence uses
+   * (j < ceil(seq_lens[b]/page_size)) in [0, num_pages); unused entries are ignored. The device
+   * copies must hold the same values when the kernels run; a page number outside the pool there
+   * reads page 0 instead of memory outside the buffers. */
+  const int32_t *block_table_host;
+  const int32_t *seq_lens_host;
+} adasplash_paged_kv;
+
+ADASPLASH_API void adasplash_paged_kv_init(adasplash_paged_kv *kv);
+
+/* Bytes of the workspace adasplash_attention_forward_paged needs (scores of the q_len rows against
+ * max_blocks*page_size keys, and the partial outputs of the key splits). Like
+ * adasplash_attention_workspace_size it also prepares (compiles when not yet) the kernels the
+ * call runs: call it once before the first adasplash_attention_forward_paged of a dtype and head
+ * dim (or use adasplash_warmup). The host copies of the table are not read here. */
+ADASPLASH_API adasplash_status adasplash_attention_paged_workspace_size(
+    const adasplash_context *ctx, const adasplash_attention_desc *desc,
+    const adasplash_paged_kv *kv, size_t *bytes);
+
+/* Inference forward (no saved state, no backward) of the entmax algorithm reading K and V through
+ * the block table, on the split-KV decode path. desc->kv_lens must be NULL (kv->seq_lens replaces
+ * it) and desc->q_len at most the tuning's decode_max_q (ADASPLASH_ERROR_UNSUPPORTED otherwise);
+ * prepared by adasplash_attention_paged_workspace_size or adasplash_warmup
+ * (ADASPLASH_ERROR_NOT_PREPARED otherwise). workspace: NULL or
+ * paged_workspace_size bytes. Errors: a bad page_size or table entry
+ * ADASPLASH_ERROR_INVALID_ARGUMENT; a negative length, a length above max_blocks*page_size or
+ * kv_len != max_blocks*page_size ADASPLASH_ERROR_INVALID_SHAPE; pools or tables smaller than the
+ * shapes need ADASPLASH_ERROR_BUFFER_TOO_SMALL. */
+ADASPLASH_API adasplash_status adasplash_attention_forward_paged(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_paged_kv *kv,
+    cl_command_queue queue, cl_mem q, cl_mem k_pages, cl_mem v_pages, cl_mem out, cl_mem workspace,
+    cl_uint num_events_in_wait_list, const cl_event *event_wait_list, cl_event *event);
+
 /* Host-memory variants: tensors in host memory laid out as desc says, in desc->dtype. alpha_buf,
  * q_lens and kv_lens must be NULL in desc; alpha (float [q_heads]), q_lens and kv_lens (int
  * [batch]) may be host arrays instead (validated: lengths must lie in [0, len]). stats may be NULL.
