@@ -138,7 +138,7 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
   if (d->causal != 0 && d->causal != 1)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->causal=%d must be 0 or 1", fn,
                     d->causal);
-  if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
+  if (d->flags & ~(ADASPLASH_ATTN_SAVE_ALPHA_GRAD | ADASPLASH_ATTN_FORWARD_ONLY))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
                     fn, (unsigned)d->flags);
   {

@@ -363,6 +363,7 @@ static int check_errors(adasplash_context *ctx) {
   d.q_len = 1;
   d.kv_len = blocks * ps;
   d.head_dim = D;
+  d.flags = ADASPLASH_ATTN_FORWARD_ONLY; /* an inference desc (documented, so accepted) */
   test_require(ctx, adasplash_attention_prepare(ctx, &d), "prepare (errors)");
   const size_t pool = (size_t)pages * H * ps * D * 4, out_bytes = (size_t)B * H * D * 4;
   cl_mem q = test_buffer(ctx, NULL, out_bytes), k = test_buffer(ctx, NULL, pool),
