@@ -7,6 +7,7 @@
  * histograms merge), and the output is the plain sum of per-split partial P V (cl/attn_decode.cl).
  * The same engine reads a paged KV cache through a block table (attention_paged.c).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "attention_internal.h"
@@ -20,20 +21,39 @@ static asp_variant_key asp_decode_key(const adasplash_context *ctx, adasplash_dt
                             0);
 }
 
+/* Work-items of the decode kernels before the compiled kernels' limits (which may halve it). */
+static int asp_decode_wg(const adasplash_context *ctx) {
+  int wg = ctx->tuning.decode_wg;
+  while ((unsigned long)wg > ctx->tuning.max_wg && wg > 16) wg /= 2;
+  return wg;
+}
+
+/* Keys per split: the tuning's decode_split, halved until decode_pv's arena fits the device's
+ * local memory (a function of the tuning and the device only, so sizes are known before any
+ * compilation). */
+static int asp_decode_split(const adasplash_context *ctx) {
+  int split = ctx->tuning.decode_split;
+  const int wg = asp_decode_wg(ctx);
+  while (split > 64 && (size_t)ASP_DEC_PV_BYTES(split, wg) + 256 > ctx->tuning.local_mem)
+    split /= 2;
+  return split;
+}
+
 adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
   adasplash_status st = asp_rows_prepare(ctx, ADASPLASH_F32); /* tau on the fp32 scores */
   if (st != ADASPLASH_SUCCESS) return st;
   const asp_variant_key key = asp_decode_key(ctx, dtype, head_dim);
   asp_plan plan;
   if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
-  int wg = ctx->tuning.decode_wg;
-  while ((unsigned long)wg > ctx->tuning.max_wg && wg > 16) wg /= 2;
+  int wg = asp_decode_wg(ctx);
+  const int split = asp_decode_split(ctx);
   for (;;) {
     const int dpl = (key.head_dim + wg - 1) / wg;
     asp_defines df;
     asp_defines_init(&df, ctx, &key);
     asp_defines_add_int(&df, "ASP_WG", wg);
     asp_defines_add_int(&df, "ASP_DPL", dpl);
+    asp_defines_add_int(&df, "ASP_SPLIT", split);
     asp_program *program = NULL;
     st = asp_variant_program(ctx, &key, &df, &program);
     if (st != ADASPLASH_SUCCESS) return st;
@@ -43,7 +63,14 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
       if (!k)
         return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from attn_decode.cl",
                         asp_decode_kernels[i]);
-      /* No kernel of this program declares local memory. */
+      /* decode_pv's arena (cl/abi.h); the other kernels declare none. */
+      const size_t want =
+          strcmp(asp_decode_kernels[i], "decode_pv") == 0 ? ASP_DEC_PV_BYTES(split, wg) : 0;
+      if (getenv("ADASPLASH_CHECK_LOCAL_MEM") && (size_t)k->local_mem_size != want)
+        return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL,
+                        "kernel %s of attn_decode.cl uses %lu bytes of local memory; the host's "
+                        "formula says %zu",
+                        asp_decode_kernels[i], (unsigned long)k->local_mem_size, want);
       if (k->local_mem_size > ctx->tuning.local_mem) fit = 0;
       if (strcmp(asp_decode_kernels[i], "decode_combine") != 0 && k->max_work_group_size < fit)
         fit = k->max_work_group_size;
@@ -65,7 +92,7 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
 
 /* Splits of the P V pass for kv_len keys. */
 static size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len) {
-  const size_t split = (size_t)ctx->tuning.decode_split;
+  const size_t split = (size_t)asp_decode_split(ctx);
   return ((size_t)kv_len + split - 1) / split;
 }
 
@@ -191,7 +218,6 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
   }
   const cl_int nsplit = (cl_int)asp_decode_nsplit(ctx, d->kv_len);
   if (st == ADASPLASH_SUCCESS) {
-    cl_int split = ctx->tuning.decode_split;
     size_t global[3] = {(size_t)nsplit * (size_t)wg, (size_t)d->kv_heads, (size_t)d->batch};
     asp_arg args[] = {ASP_ARG(a),
                       ASP_ARG(v),
@@ -201,7 +227,6 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
                       ASP_ARG(num_pages),
                       ASP_ARG(V[ASP_DEC_SCORES]),
                       ASP_ARG(V[ASP_DEC_VISIBLE]),
-                      ASP_ARG(split),
                       ASP_ARG(V[ASP_DEC_PART])};
     st = asp_launch(chain, plan.program, "decode_pv", args, sizeof args / sizeof args[0], 3, global,
                     local);
