@@ -163,7 +163,8 @@ static void decode_one(bench_env *env, adasplash_context *fused_ctx, const decod
   char note[256] = "";
   int skip = 0;
   if ((double)kvn * es > (double)env->info.max_mem_alloc_size ||
-      4.0 * (double)kvn * es + (double)qn * c->kv * 4.0 > 0.5 * (double)env->info.global_mem_size) {
+      4.0 * (double)kvn * es + (double)c->b * c->h * c->q * (double)c->kv * 4.0 >
+          0.5 * (double)env->info.global_mem_size) {
     skip = 1;
     snprintf(note, sizeof note, "K, V (%.0f MiB each) and the scores exceed the device's memory",
              (double)kvn * es / 1048576.0);

@@ -180,7 +180,15 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
  * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): 64x64 tiles (the
  * block-sparsity granularity the peers report), 4 warps of 16 rows, the next tile prefetched with
- * cp.async where local memory allows. */
+ * cp.async where local memory allows.
+ * The split-KV decode path (attention_decode.c) serves inference forwards with q_len <= 16 on both
+ * classes. PoCL (2-core EPYC), B=1, H=16, D=64, f32, causal, kv_len=65536, decode vs fused
+ * forward ms (adasplash-bench --mode decode, ADASPLASH_TUNE=decode_max_q=256): q_len 1: 29 vs
+ * 382 (13x); 16: 287 vs 637 (2.2x); 64: 1274 vs 1691 (1.3x); 128: 2426 vs 3400 (1.4x); kv_len
+ * 4096, q_len 16/32/64: 2.3x/1.4x/1.3x. Past 16 the gain shrinks to ~1.3x while the kept scores
+ * (q_len x kv_len floats per head) grow, hence 16. Splits of 1024 keys on CPUs (each split lists
+ * its support in local memory; PoCL runs work-items as loops, so fewer, longer splits), 512 keys
+ * and 128 work-items on GPUs (not measured yet: more work-groups for the same cache). */
 static const asp_tuning asp_class_defaults[] = {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
      * 32x32 tiles on 8x8 work-items (4x4 register blocks of the tile contract's portable
