@@ -214,6 +214,16 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
     job.tolerance = d->tolerance < 1e-6f ? d->tolerance : 1e-6f;
     job.max_iter = d->max_iter > 32 ? d->max_iter : 32;
     job.use_hist = ctx->tuning.attn_hist;
+    /* Fewer rows than two per compute unit would leave the device idle while one work-group per
+     * row solves tau: such rows are split into segments of at least a split's keys (the row
+     * operator's long-row path: per-segment max and histogram on one grid, merged). */
+    const size_t want = 2 * (size_t)ctx->dev.info.compute_units;
+    if (rows < want) {
+      const size_t per_row = (want + rows - 1) / rows;
+      size_t seg = (job.cols + per_row - 1) / per_row;
+      if (seg < (size_t)asp_decode_split(ctx)) seg = (size_t)asp_decode_split(ctx);
+      if (seg < job.cols) job.seg_cols = seg;
+    }
     st = asp_rows_forward(ctx, &job, chain, V[ASP_DEC_SCORES], V[ASP_DEC_SCORES], NULL);
   }
   const cl_int nsplit = (cl_int)asp_decode_nsplit(ctx, d->kv_len);
