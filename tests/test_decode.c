@@ -279,17 +279,23 @@ static int run_paged(adasplash_context *ctx, const dcase *c) {
   const size_t es = adasplash_dtype_size(c->dtype);
   double *q = malloc(qn * 8), *k = malloc(kvn * 8), *v = malloc(kvn * 8);
   double *ref = malloc(qn * 8), *tol = malloc(qn * 8), *got = malloc(qn * 8), alpha[64];
+  float alpha_f[64];
   fill(q, qn, c->dtype, c->seed);
   fill(k, kvn, c->dtype, c->seed + 1);
   fill(v, kvn, c->dtype, c->seed + 2);
-  for (int h = 0; h < c->q_heads; ++h) alpha[h] = c->alpha;
+  static const double per_head[] = {1.5, 2.0, 1.3, 1.75};
+  for (int h = 0; h < c->q_heads; ++h) {
+    alpha[h] = c->alpha > 0 ? c->alpha : per_head[h % 4];
+    alpha_f[h] = (float)alpha[h];
+  }
   reference(c, q, k, v, alpha, ref, tol);
   paged pg;
   make_paged(c, k, v, &pg);
   adasplash_attention_desc d = make_desc(c);
   d.k = d.v = pool_layout(c);
-  cl_mem ql = NULL;
+  cl_mem ql = NULL, ab = NULL;
   if (c->q_lens) d.q_lens = ql = test_buffer(ctx, c->q_lens, (size_t)c->batch * 4);
+  if (c->alpha <= 0) d.alpha_buf = ab = test_buffer(ctx, alpha_f, (size_t)c->q_heads * 4);
   void *hq = malloc(qn * es), *hk = malloc(pg.pool_n * es), *hv = malloc(pg.pool_n * es),
        *ho = malloc(qn * es);
   test_pack(q, qn, c->dtype, hq);
@@ -325,6 +331,7 @@ static int run_paged(adasplash_context *ctx, const dcase *c) {
   clReleaseMemObject(bq), clReleaseMemObject(bk), clReleaseMemObject(bv), clReleaseMemObject(bo);
   clReleaseMemObject(bt), clReleaseMemObject(bl), clReleaseMemObject(ws);
   if (ql) clReleaseMemObject(ql);
+  if (ab) clReleaseMemObject(ab);
   free_paged(&pg);
   free(q), free(k), free(v), free(ref), free(tol), free(got), free(hq), free(hk), free(hv),
       free(ho);
@@ -448,7 +455,7 @@ int main(int argc, char **argv) {
   test_print_device(ctx);
   unsigned long long seed = 100;
   static const int lens4[4] = {0, 1, 17, 1000}, lens4s[4] = {0, 1, 17, 5};
-  static const int qlens2[2] = {3, 1}, kvlens2[2] = {9, 17};
+  static const int qlens2[2] = {3, 1}, kvlens2[2] = {9, 17}, qlens4[4] = {4, 1, 2, 3};
   if (simulator) {
     const dcase cases[] = {
         {2, 4, 2, 4, 17, 16, 1, ADASPLASH_F32, 1.5, NULL, NULL, 0, 0, seed++},
@@ -500,6 +507,7 @@ int main(int argc, char **argv) {
         {4, 4, 2, 4, 1024, 64, 1, ADASPLASH_BF16, 1.5, lens4, NULL, 256, 0, seed++},
         {4, 8, 1, 16, 1008, 32, 1, ADASPLASH_F16, 2.0, lens4, NULL, 16, 1, seed++},
         {4, 2, 2, 4, 1024, 128, 0, ADASPLASH_F32, 1.3, lens4, NULL, 256, 1, seed++},
+        {4, 4, 1, 4, 1008, 64, 1, ADASPLASH_BF16, 0, lens4, qlens4, 16, 0, seed++},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) run_paged(ctx, &cs[i]);
     static const int big[1] = {65536}, mixed[2] = {65000, 1};
