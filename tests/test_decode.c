@@ -4,7 +4,8 @@
  * the decode path; the same call with a saved buffer runs the fused passes, and the two must
  * agree), and a paged KV cache through adasplash_attention_forward_paged (page sizes 16 and 256,
  * pages in shuffled order, two pool layouts, a batch of lengths including 0 and 1). kv_len in
- * {1, 17, 1000, 65536}, q_len in {1, 4, 16}, GQA, causal, per-head alpha, f32/f16/bf16. Then bad
+ * {1, 17, 1000, 65536}, q_len in {1, 4, 16}, GQA, causal, per-head alpha, f32/f16/bf16. The
+ * backward of decode shapes (a training forward keeps the fused passes) against the reference. Bad
  * tables and lengths: each refused with its status before anything is enqueued, the output's
  * canary intact.
  *
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_harness.h"
 #include "reference.h"
 #include "test_util.h"
 
@@ -338,6 +340,61 @@ static int run_paged(adasplash_context *ctx, const dcase *c) {
   return ok;
 }
 
+/* The backward of a decode shape: a forward with a saved buffer runs the fused passes (the decode
+ * path serves inference only), so the gradients are the fused backward's; checked against the
+ * reference with the bounds of test_small_device (1e-4 of the largest gradient, plus the storage
+ * rounding). */
+static double grad_worst(const double *got, const double *ref, size_t n, adasplash_dtype dt) {
+  double m = 1.0, w = 0.0;
+  for (size_t i = 0; i < n; ++i) m = fmax(m, fabs(ref[i]));
+  for (size_t i = 0; i < n; ++i) {
+    double e = fabs(got[i] - ref[i]) / (1e-4 * m + unit(dt) * fabs(ref[i]));
+    if (!(e <= w)) w = isnan(e) ? INFINITY : e;
+  }
+  return w;
+}
+
+static int run_backward(adasplash_context *ctx, int q_len, int kv_len, adasplash_dtype dt) {
+  attn_case c = {2,
+                 4,
+                 2,
+                 q_len,
+                 kv_len,
+                 64,
+                 1,
+                 dt,
+                 1.5,
+                 0,
+                 0,
+                 0,
+                 0.0,
+                 0.0,
+                 0,
+                 ADASPLASH_ATTN_ENTMAX,
+                 (unsigned long long)(q_len * 1000 + kv_len)};
+  attn_problem p;
+  attn_problem_make(ctx, &c, &p);
+  char label[256];
+  attn_case_label(&c, label, sizeof label);
+  ref_rng rng;
+  ref_rng_seed(&rng, 5);
+  double *dout = malloc(p.q_n * 8), *out = malloc(p.q_n * 8), *dq = malloc(p.q_n * 8),
+         *dk = malloc(p.kv_n * 8), *dv = malloc(p.kv_n * 8);
+  for (size_t i = 0; i < p.q_n; ++i) dout[i] = test_round(ref_rng_normal(&rng), dt);
+  attn_run r;
+  attn_run_library(ctx, &p, dout, 0, &r);
+  ref_attention_forward(&p.ref, p.q, p.k, p.v, out, NULL, NULL);
+  ref_attention_backward(&p.ref, p.q, p.k, p.v, dout, dq, dk, dv, NULL);
+  int ok = test_check(grad_worst(r.out, out, p.q_n, dt) <= 1.0, "%s: O (fused, saved)", label);
+  ok &= test_check(grad_worst(r.dq, dq, p.q_n, dt) <= 1.0, "%s: dQ of a decode shape", label);
+  ok &= test_check(grad_worst(r.dk, dk, p.kv_n, dt) <= 1.0, "%s: dK of a decode shape", label);
+  ok &= test_check(grad_worst(r.dv, dv, p.kv_n, dt) <= 1.0, "%s: dV of a decode shape", label);
+  free(dout), free(out), free(dq), free(dk), free(dv);
+  attn_run_free(&r);
+  attn_problem_free(&p);
+  return ok;
+}
+
 /* ---- bad tables and lengths ------------------------------------------------------------------ */
 
 #define CANARY 0x5a
@@ -516,6 +573,9 @@ int main(int argc, char **argv) {
     dcase c2 = {2, 2, 1, 4, 65024, 16, 1, ADASPLASH_F32, 1.5, mixed, NULL, 16, 0, seed++};
     run_paged(ctx, &c2);
   }
+  run_backward(ctx, 1, 1000, ADASPLASH_F32);
+  run_backward(ctx, 4, 17, ADASPLASH_BF16);
+  run_backward(ctx, 16, 1000, ADASPLASH_F32);
   check_errors(ctx);
   adasplash_context_release(ctx);
   return test_finish("test_decode");
