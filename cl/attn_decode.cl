@@ -79,20 +79,20 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void decode_scores(
   int r0 = 0;
   for (; r0 + ASP_DEC_ROWS <= R; r0 += ASP_DEC_ROWS) {
     float acc[ASP_DEC_ROWS];
+    float4 acc4[ASP_DEC_ROWS]; /* lane sums, added once at the end (no horizontal add per step) */
     ulong qb[ASP_DEC_ROWS];
     for (int t = 0; t < ASP_DEC_ROWS; ++t) {
       const int r = r0 + t;
       qb[t] = asp_row0(a.q, b, kvh * group + r / g.q_len, r % g.q_len);
-      acc[t] = 0.0f;
+      acc4[t] = (float4)(0.0f);
     }
     int d = 0;
     for (; d + 4 <= D; d += 4) {
       const float4 kd = asp_dec_load4(k, kb + (ulong)d);
-      for (int t = 0; t < ASP_DEC_ROWS; ++t) {
-        const float4 qd = asp_dec_load4(q, qb[t] + (ulong)d);
-        acc[t] += qd.x * kd.x + qd.y * kd.y + qd.z * kd.z + qd.w * kd.w;
-      }
+      for (int t = 0; t < ASP_DEC_ROWS; ++t) acc4[t] += asp_dec_load4(q, qb[t] + (ulong)d) * kd;
     }
+    for (int t = 0; t < ASP_DEC_ROWS; ++t)
+      acc[t] = (acc4[t].x + acc4[t].y) + (acc4[t].z + acc4[t].w);
     for (; d < D; ++d) {
       const float kd = ASP_LOAD(k, kb + (ulong)d);
       for (int t = 0; t < ASP_DEC_ROWS; ++t) acc[t] += ASP_LOAD(q, qb[t] + (ulong)d) * kd;
