@@ -527,10 +527,11 @@ ADASPLASH_API adasplash_status adasplash_attention_paged_workspace_size(
 
 /* Inference forward (no saved state, no backward) of the entmax algorithm reading K and V through
  * the block table, on the split-KV decode path. desc->kv_lens must be NULL (kv->seq_lens replaces
- * it) and desc->q_len at most the tuning's decode_max_q (ADASPLASH_ERROR_UNSUPPORTED otherwise);
- * prepared by adasplash_attention_paged_workspace_size or adasplash_warmup
- * (ADASPLASH_ERROR_NOT_PREPARED otherwise). workspace: NULL or
- * paged_workspace_size bytes. Errors: a bad page_size or table entry
+ * it). Any q_len (a chunk of prefill too) whose kept scores, batch*q_heads*q_len*kv_len floats,
+ * fit one allocation of the device (ADASPLASH_ERROR_UNSUPPORTED otherwise); the tuning's
+ * decode_max_q only decides which path adasplash_attention_forward takes. Prepared by
+ * adasplash_attention_paged_workspace_size or adasplash_warmup (ADASPLASH_ERROR_NOT_PREPARED
+ * otherwise). workspace: NULL or paged_workspace_size bytes. Errors: a bad page_size or table entry
  * ADASPLASH_ERROR_INVALID_ARGUMENT; a negative length, a length above max_blocks*page_size or
  * kv_len != max_blocks*page_size ADASPLASH_ERROR_INVALID_SHAPE; pools or tables smaller than the
  * shapes need ADASPLASH_ERROR_BUFFER_TOO_SMALL. */

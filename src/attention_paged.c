@@ -57,10 +57,6 @@ static adasplash_status asp_paged_check_desc(const adasplash_context *ctx,
   if (desc->algorithm != ADASPLASH_ATTN_ENTMAX)
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "%s: a paged KV cache is read by the entmax algorithm only", fn);
-  if (desc->q_len > ctx->tuning.decode_max_q)
-    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                    "%s: desc->q_len=%d is above the decode path's decode_max_q=%d (tuning)", fn,
-                    desc->q_len, ctx->tuning.decode_max_q);
   if (!kv->block_table_host || !kv->seq_lens_host)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                     "%s: kv->block_table_host and kv->seq_lens_host are required (the table is "

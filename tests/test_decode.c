@@ -480,8 +480,8 @@ static int check_errors(adasplash_context *ctx) {
   REFUSE(ADASPLASH_ERROR_INVALID_SHAPE, "kv_len != max_blocks x page_size");
   dd.kv_lens = bl;
   REFUSE(ADASPLASH_ERROR_INVALID_ARGUMENT, "desc->kv_lens with a paged cache");
-  dd.q_len = 1000;
-  REFUSE(ADASPLASH_ERROR_UNSUPPORTED, "q_len above decode_max_q");
+  dd.q_len = 1 << 24; /* 2^26 rows of 32 scores: more than one allocation of any device here */
+  REFUSE(ADASPLASH_ERROR_UNSUPPORTED, "kept scores above one allocation");
   ok &= expect_refused(ctx, &d, &kv, q, small, v, out, out_bytes, ADASPLASH_ERROR_BUFFER_TOO_SMALL,
                        "k pool too small");
   {
@@ -565,6 +565,8 @@ int main(int argc, char **argv) {
         {4, 8, 1, 16, 1008, 32, 1, ADASPLASH_F16, 2.0, lens4, NULL, 16, 1, seed++},
         {4, 2, 2, 4, 1024, 128, 0, ADASPLASH_F32, 1.3, lens4, NULL, 256, 1, seed++},
         {4, 4, 1, 4, 1008, 64, 1, ADASPLASH_BF16, 0, lens4, qlens4, 16, 0, seed++},
+        /* A chunk of prefill (q_len above decode_max_q) through the same path. */
+        {4, 2, 1, 40, 1024, 32, 1, ADASPLASH_F32, 1.5, lens4, NULL, 256, 0, seed++},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) run_paged(ctx, &cs[i]);
     static const int big[1] = {65536}, mixed[2] = {65000, 1};
