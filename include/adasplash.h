@@ -415,7 +415,9 @@ ADASPLASH_API void adasplash_attention_desc_init(adasplash_attention_desc *desc)
 
 /* Bytes of the caller-allocated buffers: saved (forward -> backward state: tau and row sums, the
  * block bitmap and its transpose, row statistics, a shape fingerprint) and workspace (scratch of
- * one call). */
+ * one call). For decode shapes of the entmax algorithm (q_len <= the tuning's decode_max_q, 16 by
+ * default) the workspace also holds what the split-KV decode path keeps: the scores of the rows,
+ * batch*q_heads*q_len*kv_len floats, and the partial outputs of its key splits. */
 ADASPLASH_API adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
                                                               const adasplash_attention_desc *desc,
                                                               size_t *bytes);
@@ -427,15 +429,19 @@ ADASPLASH_API adasplash_status adasplash_attention_prepare(adasplash_context *ct
                                                            const adasplash_attention_desc *desc);
 
 /* out = entmax_alpha(scale * q k^T) v. saved: NULL for inference, else a buffer of saved_size bytes
- * that the backward reads. workspace: NULL (the library allocates one per call) or a buffer of
- * workspace_size bytes, not used concurrently by another call. queue NULL: the context's queue.
- * Arguments a call writes (here out, saved, workspace; in the backward dq, dk, dv, dalpha and
- * workspace) may not share bytes with another argument, sub-buffers included: in-place use is
- * refused with ADASPLASH_ERROR_INVALID_ARGUMENT. Tensors may interleave in one buffer (packed
- * QKV, or dQKV in the backward) as long as they do not start at the same byte.
- * Non-finite inputs: a row whose visible scores include NaN or +-inf gets NaN output (and NaN dq
- * and dalpha in the backward); a NaN or inf in k or v can also make NaN the outputs of other rows
- * whose query block shares its key tile, even where their probability of that key is 0. */
+ * that the backward reads. An inference call (saved NULL) of the entmax algorithm with q_len <=
+ * the tuning's decode_max_q runs the split-KV decode path (the key range of every sequence and kv
+ * head spread over many work-groups, tau solved on the kept scores, the splits' partial outputs
+ * summed); with a saved buffer the fused passes run, whatever q_len. workspace: NULL (the library
+ * allocates one per call) or a buffer of workspace_size bytes, not used concurrently by another
+ * call. queue NULL: the context's queue. Arguments a call writes (here out, saved, workspace; in
+ * the backward dq, dk, dv, dalpha and workspace) may not share bytes with another argument,
+ * sub-buffers included: in-place use is refused with ADASPLASH_ERROR_INVALID_ARGUMENT. Tensors may
+ * interleave in one buffer (packed QKV, or dQKV in the backward) as long as they do not start at
+ * the same byte. Non-finite inputs: a row whose visible scores include NaN or +-inf gets NaN output
+ * (and NaN dq and dalpha in the backward); a NaN or inf in k or v can also make NaN the outputs of
+ * other rows whose query block shares its key tile, even where their probability of that key is 0.
+ */
 ADASPLASH_API adasplash_status adasplash_attention_forward(
     adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
     cl_mem k, cl_mem v, cl_mem out, cl_mem saved, cl_mem workspace, cl_uint num_events_in_wait_list,
