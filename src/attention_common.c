@@ -353,10 +353,6 @@ static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_pla
   return m;
 }
 
-/* Local memory the planners leave unplanned: a compiler may add a few bytes of its own to a
- * kernel's arrays (NVIDIA's adds 16 to attn_tau). */
-#define ASP_LOCAL_RESERVE 256
-
 static size_t asp_attn_local_avail(const asp_tuning *tu) {
   return tu->local_mem > ASP_LOCAL_RESERVE ? tu->local_mem - ASP_LOCAL_RESERVE : 0;
 }

@@ -20,6 +20,11 @@ typedef struct asp_attn_problem {
   size_t esize;
 } asp_attn_problem;
 
+/* Local memory the planners leave unplanned: a compiler may add a few bytes of its own to a
+ * kernel's arrays (NVIDIA's adds 16 to attn_tau). With $ADASPLASH_CHECK_LOCAL_MEM a kernel must
+ * report its formula's bytes plus less than this. */
+#define ASP_LOCAL_RESERVE 256
+
 /* Validates desc (every field, layouts included) and fills pr. fn names the caller. */
 adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
                                      const adasplash_attention_desc *desc, const char *fn,
