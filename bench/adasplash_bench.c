@@ -36,6 +36,12 @@ static const char *const bench_usage[] = {
     "  entmax-rows        time adasplash_entmax_forward (histogram and bracket tau init) against\n"
     "                     adasplash_softmax_rows_forward; distribution of refinement sweeps per "
     "row\n"
+    "  decode             time an inference forward of q_len new queries against a KV cache of\n"
+    "                     kv_len keys: the split-KV decode path (contiguous, or paged through\n"
+    "                     adasplash_attention_forward_paged) against the fused forward on the "
+    "same\n"
+    "                     problem (tuning decode_max_q=0); effective K/V bandwidth against the\n"
+    "                     device's copy bandwidth measured in the same run\n"
     "\n"
     "Lists are comma separated; every combination is run.\n",
     "Attention options:\n"
@@ -73,6 +79,12 @@ static const char *const bench_usage[] = {
     "  --peaks K          (default 4)\n"
     "  --alpha LIST, --seed LIST as above; --tolerance X, --max-iter K passed to the descriptor\n"
     "                     (0 = library default)\n",
+    "Decode options (also --b, --h, --d, --alpha, --seed, --causal):\n"
+    "  --kv LIST          keys in the cache (default 4096,65536)\n"
+    "  --q LIST           new queries per sequence (default 1,4,16)\n"
+    "  --gqa LIST         q heads per kv head, dividing --h (default 8)\n"
+    "  --page LIST        page size (16..256), 0 = contiguous K/V (default 0,256); paged runs\n"
+    "                     put the pages in shuffled order\n"
     "Common options:\n"
     "  --dtype LIST       f32,f16,bf16 (default f32)\n"
     "  --warmup K         untimed runs before timing (default 3)\n"
@@ -134,14 +146,15 @@ static int bench_names(const char *opt, const char *s, const char *const *names,
 static const char bench_default_args[] =
     "--mode attention-fwd-bwd --algos entmax,softmax --n 4096 --b 1 --h 16 --d 64 --seed 0 "
     "--rows 4096 --cols 1024,8192,65536 --dtype f32 --rows-kind gaussian,peaked --alpha 1.5 "
-    "--beta 2 --sigma 0.15 --causal --warmup 3 --repeats 10 --peaks 4 --scale 1";
+    "--beta 2 --sigma 0.15 --causal --warmup 3 --repeats 10 --peaks 4 --scale 1 --kv 4096,65536 "
+    "--q 1,4,16 --gqa 8 --page 0,256";
 
 /* --smoke: tiny sizes of every mode for CI (seconds on a CPU device), applied over the command
  * line (--json and --dump still apply). */
 static const char bench_smoke_args[] =
     "--algos entmax,softmax,dense --n 64,100 --b 1 --h 2 --d 32 --seed 1 --rows 64 "
     "--cols 100,1000 --dtype f32,bf16 --rows-kind gaussian,peaked --alpha 1.5 --beta 2 "
-    "--sigma 0.15 --warmup 1 --repeats 2";
+    "--sigma 0.15 --warmup 1 --repeats 2 --kv 100 --q 1,4 --gqa 2 --page 0,16";
 
 /* Applies the options argv[0..argc) to o. Returns 0 to run, 1 for a clean exit (help/version), -1
  * for a usage error. */
@@ -181,7 +194,7 @@ static int bench_apply_args(int argc, const char *const *argv, bench_opts *o) {
     int rc = 0;
     if (strcmp(a, "--mode") == 0) {
       long long m = 0;
-      rc = dt_cli_names(BENCH_PROG, a, v, bench_mode_names, 3, &m, 1) < 0 ? -1 : 0;
+      rc = dt_cli_names(BENCH_PROG, a, v, bench_mode_names, MODE_COUNT, &m, 1) < 0 ? -1 : 0;
       if (rc == 0) o->mode = (bench_mode)m;
     } else if (strcmp(a, "--algos") == 0) {
       rc = bench_names(a, v, bench_algo_names, 3, &o->algos);
@@ -199,6 +212,14 @@ static int bench_apply_args(int argc, const char *const *argv, bench_opts *o) {
       rc = bench_ints(a, v, 1, 256, &o->d);
     } else if (strcmp(a, "--seed") == 0) {
       rc = bench_ints(a, v, 0, INT64_MAX, &o->seed);
+    } else if (strcmp(a, "--kv") == 0) {
+      rc = bench_ints(a, v, 1, 1 << 26, &o->kv);
+    } else if (strcmp(a, "--q") == 0) {
+      rc = bench_ints(a, v, 1, 256, &o->q);
+    } else if (strcmp(a, "--gqa") == 0) {
+      rc = bench_ints(a, v, 1, 1 << 16, &o->gqa);
+    } else if (strcmp(a, "--page") == 0) {
+      rc = bench_ints(a, v, 0, 256, &o->page);
     } else if (strcmp(a, "--rows") == 0) {
       rc = bench_ints(a, v, 1, 1 << 26, &o->rows);
     } else if (strcmp(a, "--cols") == 0) {
@@ -308,18 +329,22 @@ int main(int argc, char **argv) {
     }
   }
   if (o.smoke) {
-    for (int m = MODE_FWD; m <= MODE_ROWS; ++m) {
+    for (int m = MODE_FWD; m < MODE_COUNT; ++m) {
       o.mode = (bench_mode)m;
       o.first_call = m == MODE_FWD;
       env.step = 0;
       printf("\n== %s\n", bench_mode_names[m]);
       if (o.mode == MODE_ROWS)
         rows_run(&env);
+      else if (o.mode == MODE_DECODE)
+        decode_run(&env);
       else
         attn_run(&env);
     }
   } else if (o.mode == MODE_ROWS) {
     rows_run(&env);
+  } else if (o.mode == MODE_DECODE) {
+    decode_run(&env);
   } else {
     attn_run(&env);
   }

@@ -2,7 +2,8 @@
  * bench.h - what the modes of adasplash-bench share: the options, the run's environment (context,
  * queue, device, JSON file, progress), the outcome of a measurement, and small helpers for device
  * buffers, dtype conversion, output checks, directories and the common JSON header. Each mode is a
- * file: bench_attention.c (attention-fwd, attention-fwd-bwd), bench_rows.c (entmax-rows).
+ * file: bench_attention.c (attention-fwd, attention-fwd-bwd), bench_rows.c (entmax-rows),
+ * bench_decode.c (decode).
  */
 #ifndef ADASPLASH_BENCH_BENCH_H
 #define ADASPLASH_BENCH_BENCH_H
@@ -22,8 +23,14 @@
   "FlashAttention model: forward 4*B*H*Nq*Nk*D (halved when causal), forward+backward 3.5x " \
   "forward"
 
-typedef enum bench_mode { MODE_FWD = 0, MODE_FWD_BWD = 1, MODE_ROWS = 2 } bench_mode;
-extern const char *const bench_mode_names[3];
+typedef enum bench_mode {
+  MODE_FWD = 0,
+  MODE_FWD_BWD = 1,
+  MODE_ROWS = 2,
+  MODE_DECODE = 3,
+  MODE_COUNT = 4
+} bench_mode;
+extern const char *const bench_mode_names[MODE_COUNT];
 extern const char *const bench_algo_names[3];
 extern const adasplash_attention_algorithm bench_algo_enum[3];
 extern const char *const bench_dtype_names[3];
@@ -42,6 +49,7 @@ typedef struct dbl_list {
 typedef struct bench_opts {
   bench_mode mode;
   int_list algos, n, b, h, d, seed, rows, cols, dtypes, kinds;
+  int_list kv, q, gqa, page; /* decode mode */
   dbl_list alpha, beta, sigma;
   int causal, warmup, repeats, first_call, peaks, max_iter, smoke;
   double scale, tolerance;
@@ -88,5 +96,6 @@ void bench_json_begin(bench_env *env, dt_json *j);
 /* The modes. */
 void attn_run(bench_env *env);
 void rows_run(bench_env *env);
+void decode_run(bench_env *env);
 
 #endif /* ADASPLASH_BENCH_BENCH_H */

@@ -13,7 +13,8 @@
 
 #include "bench.h"
 
-const char *const bench_mode_names[3] = {"attention-fwd", "attention-fwd-bwd", "entmax-rows"};
+const char *const bench_mode_names[MODE_COUNT] = {"attention-fwd", "attention-fwd-bwd",
+                                                  "entmax-rows", "decode"};
 const char *const bench_algo_names[3] = {"entmax", "softmax", "dense"};
 const adasplash_attention_algorithm bench_algo_enum[3] = {
     ADASPLASH_ATTN_ENTMAX, ADASPLASH_ATTN_SOFTMAX_FLASH, ADASPLASH_ATTN_ENTMAX_DENSE};

@@ -132,4 +132,8 @@ typedef struct asp_attn_args {
  * l^(alpha-2), delta, visible keys). */
 #define ASP_QROW_BYTES(T) (6 * 4 * (T))
 
+/* Split-KV decode, decode_pv (attn_decode.cl): per split of SPLIT keys the support's keys and
+ * probabilities, and WG + 1 chunk counts (ints). The other decode kernels declare none. */
+#define ASP_DEC_PV_BYTES(SPLIT, WG) (4 * (2 * (SPLIT) + (WG) + 1))
+
 #endif /* ASP_ABI_H */

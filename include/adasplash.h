@@ -415,7 +415,9 @@ ADASPLASH_API void adasplash_attention_desc_init(adasplash_attention_desc *desc)
 
 /* Bytes of the caller-allocated buffers: saved (forward -> backward state: tau and row sums, the
  * block bitmap and its transpose, row statistics, a shape fingerprint) and workspace (scratch of
- * one call). */
+ * one call). For decode shapes of the entmax algorithm (q_len <= the tuning's decode_max_q, 16 by
+ * default) the workspace also holds what the split-KV decode path keeps: the scores of the rows,
+ * batch*q_heads*q_len*kv_len floats, and the partial outputs of its key splits. */
 ADASPLASH_API adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
                                                               const adasplash_attention_desc *desc,
                                                               size_t *bytes);
@@ -427,15 +429,19 @@ ADASPLASH_API adasplash_status adasplash_attention_prepare(adasplash_context *ct
                                                            const adasplash_attention_desc *desc);
 
 /* out = entmax_alpha(scale * q k^T) v. saved: NULL for inference, else a buffer of saved_size bytes
- * that the backward reads. workspace: NULL (the library allocates one per call) or a buffer of
- * workspace_size bytes, not used concurrently by another call. queue NULL: the context's queue.
- * Arguments a call writes (here out, saved, workspace; in the backward dq, dk, dv, dalpha and
- * workspace) may not share bytes with another argument, sub-buffers included: in-place use is
- * refused with ADASPLASH_ERROR_INVALID_ARGUMENT. Tensors may interleave in one buffer (packed
- * QKV, or dQKV in the backward) as long as they do not start at the same byte.
- * Non-finite inputs: a row whose visible scores include NaN or +-inf gets NaN output (and NaN dq
- * and dalpha in the backward); a NaN or inf in k or v can also make NaN the outputs of other rows
- * whose query block shares its key tile, even where their probability of that key is 0. */
+ * that the backward reads. An inference call (saved NULL) of the entmax algorithm with q_len <=
+ * the tuning's decode_max_q runs the split-KV decode path (the key range of every sequence and kv
+ * head spread over many work-groups, tau solved on the kept scores, the splits' partial outputs
+ * summed); with a saved buffer the fused passes run, whatever q_len. workspace: NULL (the library
+ * allocates one per call) or a buffer of workspace_size bytes, not used concurrently by another
+ * call. queue NULL: the context's queue. Arguments a call writes (here out, saved, workspace; in
+ * the backward dq, dk, dv, dalpha and workspace) may not share bytes with another argument,
+ * sub-buffers included: in-place use is refused with ADASPLASH_ERROR_INVALID_ARGUMENT. Tensors may
+ * interleave in one buffer (packed QKV, or dQKV in the backward) as long as they do not start at
+ * the same byte. Non-finite inputs: a row whose visible scores include NaN or +-inf gets NaN output
+ * (and NaN dq and dalpha in the backward); a NaN or inf in k or v can also make NaN the outputs of
+ * other rows whose query block shares its key tile, even where their probability of that key is 0.
+ */
 ADASPLASH_API adasplash_status adasplash_attention_forward(
     adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
     cl_mem k, cl_mem v, cl_mem out, cl_mem saved, cl_mem workspace, cl_uint num_events_in_wait_list,
@@ -485,6 +491,60 @@ ADASPLASH_API adasplash_status adasplash_attention_saved_read(adasplash_context 
                                                               const adasplash_attention_desc *desc,
                                                               cl_command_queue queue, cl_mem saved,
                                                               float *tau, unsigned char *active);
+
+/* ---- Decode against a paged KV cache ------------------------------------------------------------
+ *
+ * Inference engines keep K and V in pages of page_size tokens: a pool of num_pages pages per
+ * tensor, described by desc->k and desc->v as [num_pages, kv_heads, page_size, head_dim] tensors
+ * (batch_stride = the page stride; zero strides mean that contiguous layout; a vLLM-style
+ * [num_pages, page_size, kv_heads, head_dim] pool has seq_stride = kv_heads*head_dim, head_stride
+ * = head_dim, batch_stride = page_size*kv_heads*head_dim). Key j of sequence b is row
+ * j % page_size of page block_table[b][j / page_size]; sequence b has seq_lens[b] keys, so a batch
+ * of sequences of different lengths decodes in one call. Queries are the last q_len positions
+ * (right padding by desc->q_lens as in the forward; causal: query i sees keys
+ * j <= i + seq_lens[b] - q_len_b). */
+typedef struct adasplash_paged_kv {
+  size_t struct_size; /* = sizeof(adasplash_paged_kv), set by adasplash_paged_kv_init */
+  int page_size;      /* tokens per page: 16, 32, 64, 128 or 256 */
+  int num_pages;      /* pages in each of the K and V pools, >= 1 */
+  int max_blocks; /* columns of the block table, >= 1; desc->kv_len must be max_blocks*page_size */
+  cl_mem block_table; /* int32 [batch, max_blocks]: the device copy the kernels read */
+  cl_mem seq_lens;    /* int32 [batch]: the device copy the kernels read */
+  /* The same contents in host memory, validated before anything is enqueued (the check reads
+   * these host copies, not the device buffers, so the call never blocks): every length in
+   * [0, max_blocks*page_size], and the pages of the blocks a sequence uses
+   * (j < ceil(seq_lens[b]/page_size)) in [0, num_pages); unused entries are ignored. The device
+   * copies must hold the same values when the kernels run; a page number outside the pool there
+   * reads page 0 instead of memory outside the buffers. */
+  const int32_t *block_table_host;
+  const int32_t *seq_lens_host;
+} adasplash_paged_kv;
+
+ADASPLASH_API void adasplash_paged_kv_init(adasplash_paged_kv *kv);
+
+/* Bytes of the workspace adasplash_attention_forward_paged needs (scores of the q_len rows against
+ * max_blocks*page_size keys, and the partial outputs of the key splits). Like
+ * adasplash_attention_workspace_size it also prepares (compiles when not yet) the kernels the
+ * call runs: call it once before the first adasplash_attention_forward_paged of a dtype and head
+ * dim (or use adasplash_warmup). The host copies of the table are not read here. */
+ADASPLASH_API adasplash_status adasplash_attention_paged_workspace_size(
+    const adasplash_context *ctx, const adasplash_attention_desc *desc,
+    const adasplash_paged_kv *kv, size_t *bytes);
+
+/* Inference forward (no saved state, no backward) of the entmax algorithm reading K and V through
+ * the block table, on the split-KV decode path. desc->kv_lens must be NULL (kv->seq_lens replaces
+ * it). Any q_len (a chunk of prefill too) whose kept scores, batch*q_heads*q_len*kv_len floats,
+ * fit one allocation of the device (ADASPLASH_ERROR_UNSUPPORTED otherwise); the tuning's
+ * decode_max_q only decides which path adasplash_attention_forward takes. Prepared by
+ * adasplash_attention_paged_workspace_size or adasplash_warmup (ADASPLASH_ERROR_NOT_PREPARED
+ * otherwise). workspace: NULL or paged_workspace_size bytes. Errors: a bad page_size or table entry
+ * ADASPLASH_ERROR_INVALID_ARGUMENT; a negative length, a length above max_blocks*page_size or
+ * kv_len != max_blocks*page_size ADASPLASH_ERROR_INVALID_SHAPE; pools or tables smaller than the
+ * shapes need ADASPLASH_ERROR_BUFFER_TOO_SMALL. */
+ADASPLASH_API adasplash_status adasplash_attention_forward_paged(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_paged_kv *kv,
+    cl_command_queue queue, cl_mem q, cl_mem k_pages, cl_mem v_pages, cl_mem out, cl_mem workspace,
+    cl_uint num_events_in_wait_list, const cl_event *event_wait_list, cl_event *event);
 
 /* Host-memory variants: tensors in host memory laid out as desc says, in desc->dtype. alpha_buf,
  * q_lens and kv_lens must be NULL in desc; alpha (float [q_heads]), q_lens and kv_lens (int

@@ -152,6 +152,9 @@ static adasplash_status asp_attn_sizes(adasplash_context *ctx, const asp_attn_pr
   asp_attn_layout(ctx, pr, &plan, &lay);
   sizes->saved = lay.saved_bytes;
   sizes->workspace = asp_attn_workspace_need(&lay);
+  /* An inference forward of a decode shape may take the decode path: room for either. */
+  if (asp_decode_wanted(ctx, pr) && asp_decode_workspace_bytes(ctx, pr) > sizes->workspace)
+    sizes->workspace = asp_decode_workspace_bytes(ctx, pr);
   return ADASPLASH_SUCCESS;
 }
 
@@ -191,6 +194,8 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
   st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr.d.dtype, pr.d.head_dim, &plan);
   if (st == ADASPLASH_SUCCESS && !(pr.d.flags & ADASPLASH_ATTN_FORWARD_ONLY))
     st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr.d.dtype, pr.d.head_dim, &plan);
+  if (st == ADASPLASH_SUCCESS && asp_decode_wanted(ctx, &pr))
+    st = asp_decode_prepare(ctx, pr.d.dtype, pr.d.head_dim);
   return st;
 }
 
@@ -475,6 +480,21 @@ static adasplash_status asp_attn_check_overlaps(adasplash_context *ctx, const as
   return asp_check_overlaps(ctx, fn, r, sizeof r / sizeof r[0]);
 }
 
+/* The decode path serves inference forwards (no saved buffer: the backward's state is the fused
+ * forward's) of decode shapes, once prepared, with a workspace that holds its sections (a caller's
+ * workspace sized by adasplash_attention_workspace_size always does). Otherwise the fused passes
+ * run, as they always could. */
+static int asp_decode_chosen(adasplash_context *ctx, const asp_attn_problem *pr, cl_mem saved,
+                             cl_mem workspace) {
+  if (saved || !asp_decode_wanted(ctx, pr) || !asp_decode_prepared(ctx, pr)) return 0;
+  size_t size = 0;
+  if (workspace &&
+      (clGetMemObjectInfo(workspace, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS ||
+       size < asp_decode_workspace_bytes(ctx, pr)))
+    return 0;
+  return 1;
+}
+
 adasplash_status adasplash_attention_forward(adasplash_context *ctx,
                                              const adasplash_attention_desc *desc,
                                              cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
@@ -489,7 +509,9 @@ adasplash_status adasplash_attention_forward(adasplash_context *ctx,
   if (st != ADASPLASH_SUCCESS) return st;
   asp_chain chain;
   asp_chain_init(&chain, ctx, queue, nwait, wait);
-  if (pr.d.algorithm == ADASPLASH_ATTN_ENTMAX)
+  if (asp_decode_chosen(ctx, &pr, saved, workspace))
+    st = asp_decode_forward(ctx, &pr, NULL, &chain, q, k, v, out, workspace, fn);
+  else if (pr.d.algorithm == ADASPLASH_ATTN_ENTMAX)
     st = asp_entmax_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);
   else
     st = asp_baseline_forward(ctx, &pr, &chain, q, k, v, out, saved, workspace);

@@ -28,11 +28,9 @@ float asp_attn_scale(const adasplash_attention_desc *d) {
   return d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
 }
 
-/* Resolves one tensor's layout and checks that its (batch, head, row) slices never overlap. */
-static adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn,
-                                           const char *name, const adasplash_layout *in, int batch,
-                                           int heads, int len, int head_dim, size_t esize,
-                                           asp_layout *out, size_t *bytes) {
+adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn, const char *name,
+                                    const adasplash_layout *in, int batch, int heads, int len,
+                                    int head_dim, size_t esize, asp_layout *out, size_t *bytes) {
   size_t bs = in->batch_stride, hs = in->head_stride, ss = in->seq_stride;
   const size_t D = (size_t)head_dim;
   if (bs == 0 && hs == 0 && ss == 0) {
@@ -140,7 +138,7 @@ adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
   if (d->causal != 0 && d->causal != 1)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->causal=%d must be 0 or 1", fn,
                     d->causal);
-  if (d->flags & ~ADASPLASH_ATTN_SAVE_ALPHA_GRAD)
+  if (d->flags & ~(ADASPLASH_ATTN_SAVE_ALPHA_GRAD | ADASPLASH_ATTN_FORWARD_ONLY))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->flags=%#x has unknown bits",
                     fn, (unsigned)d->flags);
   {
@@ -354,10 +352,6 @@ static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_pla
   }
   return m;
 }
-
-/* Local memory the planners leave unplanned: a compiler may add a few bytes of its own to a
- * kernel's arrays (NVIDIA's adds 16 to attn_tau). */
-#define ASP_LOCAL_RESERVE 256
 
 static size_t asp_attn_local_avail(const asp_tuning *tu) {
   return tu->local_mem > ASP_LOCAL_RESERVE ? tu->local_mem - ASP_LOCAL_RESERVE : 0;

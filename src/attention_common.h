@@ -20,10 +20,20 @@ typedef struct asp_attn_problem {
   size_t esize;
 } asp_attn_problem;
 
+/* Local memory the planners leave unplanned: a compiler may add a few bytes of its own to a
+ * kernel's arrays (NVIDIA's adds 16 to attn_tau). With $ADASPLASH_CHECK_LOCAL_MEM a kernel must
+ * report its formula's bytes plus less than this. */
+#define ASP_LOCAL_RESERVE 256
+
 /* Validates desc (every field, layouts included) and fills pr. fn names the caller. */
 adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
                                      const adasplash_attention_desc *desc, const char *fn,
                                      asp_attn_problem *pr);
+/* Resolves one tensor's layout (zero strides: contiguous [batch, heads, len, head_dim]) and checks
+ * that its (batch, head, row) slices never overlap; *bytes gets its extent. name: for messages. */
+adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn, const char *name,
+                                    const adasplash_layout *in, int batch, int heads, int len,
+                                    int head_dim, size_t esize, asp_layout *out, size_t *bytes);
 /* Checks the input tensors q, k, v (and out/dout as "out"-shaped tensors, names given). */
 adasplash_status asp_attn_check_tensor(const adasplash_context *ctx, const asp_attn_problem *pr,
                                        cl_mem buf, const char *name, char which);

@@ -58,6 +58,27 @@ typedef struct asp_state_sizes {
                                      cl_mem dout, cl_mem saved, cl_mem dq, cl_mem dk, cl_mem dv, \
                                      cl_mem dalpha, cl_mem workspace);
 
+/* The split-KV decode path of the entmax forward (attention_decode.c). kv: a paged KV cache (K and
+ * V layouts then address pages: batch stride = page stride, seq = row in the page), or NULL. */
+typedef struct asp_decode_kv {
+  cl_mem table; /* int32 [batch, max_blocks] */
+  int page_size, max_blocks, num_pages;
+} asp_decode_kv;
+
+/* Compiles (or finds) the decode program for dtype and head_dim and the fp32 row program. */
+adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim);
+/* 1 when both are prepared. */
+int asp_decode_prepared(adasplash_context *ctx, const asp_attn_problem *pr);
+/* 1 when the decode workspace of pr fits one allocation of the device. */
+int asp_decode_fits(const adasplash_context *ctx, const asp_attn_problem *pr);
+/* 1 when an inference forward of pr takes the decode path: the entmax algorithm, q_len at most the
+ * tuning's decode_max_q, and the workspace fits. */
+int asp_decode_wanted(const adasplash_context *ctx, const asp_attn_problem *pr);
+size_t asp_decode_workspace_bytes(const adasplash_context *ctx, const asp_attn_problem *pr);
+adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_problem *pr,
+                                    const asp_decode_kv *kv, asp_chain *chain, cl_mem q, cl_mem k,
+                                    cl_mem v, cl_mem out, cl_mem workspace, const char *fn);
+
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_softmax)
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_dense)
 

@@ -127,8 +127,12 @@ static asp_rows_common_args asp_rows_args(const asp_rows_job *job) {
   return a;
 }
 
-static size_t asp_rows_segments(const adasplash_context *ctx, size_t cols) {
-  size_t seg = (size_t)ctx->tuning.rows_seg_cols;
+static size_t asp_rows_seg_cols(const adasplash_context *ctx, const asp_rows_job *job) {
+  return job->seg_cols ? job->seg_cols : (size_t)ctx->tuning.rows_seg_cols;
+}
+
+static size_t asp_rows_segments(const adasplash_context *ctx, const asp_rows_job *job) {
+  const size_t seg = asp_rows_seg_cols(ctx, job), cols = job->cols;
   return cols > seg ? (cols + seg - 1) / seg : 1;
 }
 
@@ -143,7 +147,7 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   cl_int max_iter = job->max_iter, use_hist = job->use_hist;
   cl_float qscale = asp_rows_qscale(job->cols);
   cl_int has_sweeps = sweeps != NULL;
-  size_t nseg = asp_rows_segments(ctx, job->cols);
+  size_t nseg = asp_rows_segments(ctx, job);
   size_t local[2] = {(size_t)wg, 1};
   asp_program *p = plan.program;
 
@@ -171,7 +175,7 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
 
   /* Long rows: segments of seg_cols columns, histograms merged per row, sweeps as separate
    * launches (rows that converged return at once). */
-  cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
+  cl_int seg_cols = (cl_int)asp_rows_seg_cols(ctx, job), cnseg = (cl_int)nseg;
   const size_t w = (size_t)plan.rows.bins + 1;
   size_t n_rs = job->rows * nseg;
   /* Scratch: per segment max and histogram anchor, info (top, count, bad) and window; per row
@@ -246,7 +250,7 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
   const int wg = plan.rows.wg;
   asp_rows_common_args a = asp_rows_args(job);
   cl_int has_dalpha = dalpha_rows != NULL;
-  size_t nseg = asp_rows_segments(ctx, job->cols);
+  size_t nseg = asp_rows_segments(ctx, job);
   asp_program *p = plan.program;
   if (nseg == 1) {
     asp_arg args[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
@@ -257,7 +261,7 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
     return asp_launch(chain, p, "entmax_rows_backward", args, sizeof args / sizeof args[0], 1,
                       global, local);
   }
-  cl_int seg_cols = ctx->tuning.rows_seg_cols, cnseg = (cl_int)nseg;
+  cl_int seg_cols = (cl_int)asp_rows_seg_cols(ctx, job), cnseg = (cl_int)nseg;
   cl_mem partials = NULL;
   st = asp_create_buffer(ctx, job->rows * nseg * 5 * 4, &partials);
   if (st != ADASPLASH_SUCCESS) return st;

@@ -19,6 +19,7 @@ typedef struct asp_rows_job {
   float tolerance;
   int max_iter;
   int use_hist;
+  size_t seg_cols; /* split rows longer than this across work-groups; 0: tuning rows_seg_cols */
 } asp_rows_job;
 
 /* Compiles (or finds) the row program for dtype. */

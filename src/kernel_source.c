@@ -23,6 +23,8 @@ const char *asp_program_file(asp_program_family family) {
       return "softmax_flash.cl";
     case ASP_PROGRAM_UTILITY:
       return "utility.cl";
+    case ASP_PROGRAM_ATTN_DECODE:
+      return "attn_decode.cl";
     case ASP_PROGRAM_FAMILY_COUNT:
       break;
   }

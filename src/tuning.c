@@ -42,6 +42,10 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(rows_cache, 0, 0, 1, "rows: keep a row in local memory when it fits"),
     ASP_KEY(rows_wg_bracket, 0, 0, 1,
             "rows: the work-group (1) or one work-item (0) finds tau's bracket"),
+    ASP_KEY(decode_max_q, 0, 0, 256,
+            "attention: inference forwards with q_len <= this take the split-KV decode path"),
+    ASP_KEY(decode_split, 0, 64, 1 << 20, "attention decode path: keys per split (work-group)"),
+    ASP_KEY(decode_wg, 0, 16, 1024, "attention decode path: work-items per work-group"),
 };
 
 static int asp_power_of_two(long v) {
@@ -133,7 +137,8 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
   if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
        strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
        strcmp(key, "nv_tile") == 0 || strcmp(key, "nv_warps") == 0 ||
-       strcmp(key, "rows_bins") == 0) &&
+       strcmp(key, "rows_bins") == 0 || strcmp(key, "decode_wg") == 0 ||
+       strcmp(key, "decode_split") == 0) &&
       !asp_power_of_two(v)) {
     snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
     return -1;
@@ -175,7 +180,15 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
  * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): 64x64 tiles (the
  * block-sparsity granularity the peers report), 4 warps of 16 rows, the next tile prefetched with
- * cp.async where local memory allows. */
+ * cp.async where local memory allows.
+ * The split-KV decode path (attention_decode.c) serves inference forwards with q_len <= 16 on both
+ * classes. PoCL (2-core EPYC), B=1, H=16, D=64, f32, causal, kv_len=65536, decode vs fused
+ * forward ms (adasplash-bench --mode decode, ADASPLASH_TUNE=decode_max_q=256): q_len 1: 29 vs
+ * 382 (13x); 16: 287 vs 637 (2.2x); 64: 1274 vs 1691 (1.3x); 128: 2426 vs 3400 (1.4x); kv_len
+ * 4096, q_len 16/32/64: 2.3x/1.4x/1.3x. Past 16 the gain shrinks to ~1.3x while the kept scores
+ * (q_len x kv_len floats per head) grow, hence 16. Splits of 1024 keys on CPUs (each split lists
+ * its support in local memory; PoCL runs work-items as loops, so fewer, longer splits), 512 keys
+ * and 128 work-items on GPUs (not measured yet: more work-groups for the same cache). */
 static const asp_tuning asp_class_defaults[] = {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
      * 32x32 tiles on 8x8 work-items (4x4 register blocks of the tile contract's portable
@@ -193,6 +206,9 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 0,
+                        .decode_max_q = 16,
+                        .decode_split = 1024,
+                        .decode_wg = 64,
                         .nv_tile = 64,
                         .nv_warps = 4,
                         .nv_stages = 2},
@@ -215,6 +231,9 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 1,
+                        .decode_max_q = 16,
+                        .decode_split = 512,
+                        .decode_wg = 128,
                         .nv_tile = 32,
                         .nv_warps = 2,
                         .nv_stages = 2},

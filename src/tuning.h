@@ -34,6 +34,10 @@ typedef struct asp_tuning {
   int rows_seg_cols;   /* rows longer than this are split across work-groups */
   int rows_cache;      /* 1: keep a row in local memory when it fits */
   int rows_wg_bracket; /* 1: the whole work-group searches the histogram bracket of a row */
+  /* Split-KV decode path of the attention forward (attention_decode.c). */
+  int decode_max_q; /* inference forwards with q_len <= this take the decode path (0: never) */
+  int decode_split; /* keys per split (work-group) of the decode path's P V pass */
+  int decode_wg;    /* work-items per work-group of the decode kernels */
 } asp_tuning;
 
 /* Names and bounds of the keys (the table behind adasplash_tuning_keys). */

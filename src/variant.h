@@ -84,11 +84,18 @@ typedef struct asp_rows_plan {
   size_t static_local; /* bytes of the forward kernel's static local arrays */
 } asp_rows_plan;
 
+/* The plan of the decode program (attn_decode.cl). */
+typedef struct asp_decode_plan {
+  int wg;  /* work-items per work-group of decode_scores and decode_pv */
+  int dpl; /* head-dim columns per work-item in decode_pv */
+} asp_decode_plan;
+
 typedef struct asp_plan {
   asp_variant_key key;
   asp_program *program;
-  asp_attn_plan attn; /* ASP_PROGRAM_ATTN_FORWARD / _BACKWARD, ASP_PROGRAM_SOFTMAX_FLASH */
-  asp_rows_plan rows; /* ASP_PROGRAM_ENTMAX_ROWS */
+  asp_attn_plan attn;     /* ASP_PROGRAM_ATTN_FORWARD / _BACKWARD, ASP_PROGRAM_SOFTMAX_FLASH */
+  asp_rows_plan rows;     /* ASP_PROGRAM_ENTMAX_ROWS */
+  asp_decode_plan decode; /* ASP_PROGRAM_ATTN_DECODE */
   struct asp_plan *next;
 } asp_plan;
 

@@ -1,7 +1,8 @@
 /*
  * warmup.c - adasplash_warmup: compiles (or loads from the disk cache) every kernel variant the
  * library can use on the context's device: the row operator, the fused attention and softmax
- * flash programs for every dtype and padded head dim, and the dense path's utility program.
+ * flash programs for every dtype and padded head dim, the decode program (attn_decode.cl) and the
+ * dense path's utility program.
  */
 #include <string.h>
 
@@ -33,6 +34,10 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
         if (st == ADASPLASH_ERROR_UNSUPPORTED && algos[a] == ADASPLASH_ATTN_ENTMAX_DENSE) continue;
         if (st != ADASPLASH_SUCCESS) return st;
       }
+      /* The decode kernels, also where decode_max_q = 0 keeps them out of the attention prepare
+       * (the paged calls run them whatever the tuning). */
+      st = asp_decode_prepare(ctx, dtypes[i], sizes[h]);
+      if (st != ADASPLASH_SUCCESS) return st;
     }
   }
   return ADASPLASH_SUCCESS;

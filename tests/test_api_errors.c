@@ -669,6 +669,74 @@ static void test_attention(fixture *f) {
          E_ARG, "ctx is NULL");
 }
 
+/* ---- paged KV cache ----------------------------------------------------------------------------
+ * One page of 16 keys per sequence (kv_len = max_blocks * page_size = 16); q doubles as both page
+ * pools (read-only arguments may share a buffer). */
+
+static void test_paged(fixture *f) {
+  adasplash_context *ctx = f->ctx;
+  adasplash_attention_desc g;
+  attn_desc(&g);
+  g.kv_len = 16;
+  int32_t table[A_B] = {0, 0}, lens[A_B] = {16, 3};
+  cl_mem bt = test_buffer(ctx, table, sizeof table), bl = test_buffer(ctx, lens, sizeof lens);
+  adasplash_paged_kv good;
+  adasplash_paged_kv_init(&good);
+  good.page_size = 16;
+  good.num_pages = 1;
+  good.max_blocks = 1;
+  good.block_table = bt;
+  good.seq_lens = bl;
+  good.block_table_host = table;
+  good.seq_lens_host = lens;
+  adasplash_paged_kv kv = good;
+  adasplash_attention_desc d = g;
+  size_t bytes = 0;
+  test_require(ctx, adasplash_attention_paged_workspace_size(ctx, &g, &good, &bytes),
+               "paged_workspace_size");
+#define PFWD(D, KV)                                                                                \
+  adasplash_attention_forward_paged(ctx, (D), (KV), NULL, f->q, f->q, f->q, f->out, NULL, 0, NULL, \
+                                    NULL)
+  EXPECT(ctx, adasplash_attention_paged_workspace_size(ctx, &g, &good, NULL), E_ARG,
+         "bytes is NULL");
+  EXPECT(ctx, adasplash_attention_paged_workspace_size(ctx, &g, NULL, &bytes), E_ARG, "kv is NULL");
+  EXPECT(NULL, PFWD(NULL, &good), E_ARG, "desc is NULL");
+  kv = good, kv.struct_size = 1;
+  EXPECT(ctx, PFWD(&g, &kv), E_ARG, "kv->struct_size");
+  kv = good, kv.page_size = 8;
+  EXPECT(ctx, PFWD(&g, &kv), E_ARG, "kv->page_size");
+  kv = good, kv.max_blocks = 0;
+  EXPECT(ctx, PFWD(&g, &kv), E_SHAPE, "kv->max_blocks");
+  d = g, d.kv_len = 17;
+  EXPECT(ctx, PFWD(&d, &good), E_SHAPE, "desc->kv_len");
+  d = g, d.kv_lens = bl;
+  EXPECT(ctx, PFWD(&d, &good), E_ARG, "desc->kv_lens");
+  d = g, d.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
+  EXPECT(ctx, PFWD(&d, &good), ADASPLASH_ERROR_UNSUPPORTED, "entmax algorithm only");
+  kv = good, kv.seq_lens_host = NULL;
+  EXPECT(ctx, PFWD(&g, &kv), E_ARG, "kv->seq_lens_host");
+  kv = good, kv.seq_lens = NULL;
+  EXPECT(ctx, PFWD(&g, &kv), E_BUFFER, "kv->seq_lens");
+  kv = good, kv.num_pages = 2; /* the pools then need two pages */
+  EXPECT(ctx, PFWD(&g, &kv), E_SMALL, "k_pages");
+  {
+    int32_t bad_lens[A_B] = {16, -2}, long_lens[A_B] = {17, 0}, bad_table[A_B] = {0, 1};
+    kv = good, kv.seq_lens_host = bad_lens;
+    EXPECT(ctx, PFWD(&g, &kv), E_SHAPE, "kv->seq_lens[1]");
+    kv = good, kv.seq_lens_host = long_lens;
+    EXPECT(ctx, PFWD(&g, &kv), E_SHAPE, "kv->seq_lens[0]");
+    kv = good, kv.block_table_host = bad_table;
+    EXPECT(ctx, PFWD(&g, &kv), E_ARG, "kv->block_table[1][0]");
+  }
+  EXPECT(ctx,
+         adasplash_attention_forward_paged(ctx, &g, &good, NULL, f->q, f->q, f->q, f->q, NULL, 0,
+                                           NULL, NULL),
+         E_ARG, "out");
+#undef PFWD
+  clReleaseMemObject(bt);
+  clReleaseMemObject(bl);
+}
+
 /* ---- enqueue before prepare -------------------------------------------------------------------
  */
 
@@ -840,6 +908,7 @@ int main(void) {
   setup(&f);
   test_rows(&f);
   test_attention(&f);
+  test_paged(&f);
   test_not_prepared(&f);
   test_context_calls(&f);
   test_check(g_cases >= 40, "at least 40 invalid-argument cases ran (%d)", g_cases);
