@@ -30,19 +30,6 @@ inline ulong asp_kv_row(asp_layout l, int b, int h, int j, __global const int *t
   return asp_row0(l, page, h, j % page_size);
 }
 
-/* Four consecutive elements from element index i (any alignment of the element type). */
-inline float4 asp_dec_load4(__global const store_t *ptr, ulong i) {
-#if ASP_DTYPE == 0
-  return vload4(0, ptr + i);
-#elif ASP_DTYPE == 1
-  return vload_half4(0, ptr + i);
-#else
-  const ushort4 u = vload4(0, ptr + i);
-  return (float4)(asp_bf16_to_f32(u.x), asp_bf16_to_f32(u.y), asp_bf16_to_f32(u.z),
-                  asp_bf16_to_f32(u.w));
-#endif
-}
-
 /* Row index [batch, q_heads, q_len] of the r-th row of kv head kvh's group in batch b. */
 inline size_t asp_dec_row(const asp_geom *g, int b, int kvh, int r) {
   const int group = g->q_heads / g->kv_heads;
@@ -88,8 +75,8 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void decode_scores(
     }
     int d = 0;
     for (; d + 4 <= D; d += 4) {
-      const float4 kd = asp_dec_load4(k, kb + (ulong)d);
-      for (int t = 0; t < ASP_DEC_ROWS; ++t) acc4[t] += asp_dec_load4(q, qb[t] + (ulong)d) * kd;
+      const float4 kd = asp_load4(k + (kb + (ulong)d));
+      for (int t = 0; t < ASP_DEC_ROWS; ++t) acc4[t] += asp_load4(q + (qb[t] + (ulong)d)) * kd;
     }
     for (int t = 0; t < ASP_DEC_ROWS; ++t)
       acc[t] = (acc4[t].x + acc4[t].y) + (acc4[t].z + acc4[t].w);
@@ -105,7 +92,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void decode_scores(
     float acc = 0.0f;
     int d = 0;
     for (; d + 4 <= D; d += 4) {
-      const float4 qd = asp_dec_load4(q, qb + (ulong)d), kd = asp_dec_load4(k, kb + (ulong)d);
+      const float4 qd = asp_load4(q + (qb + (ulong)d)), kd = asp_load4(k + (kb + (ulong)d));
       acc += qd.x * kd.x + qd.y * kd.y + qd.z * kd.z + qd.w * kd.w;
     }
     for (; d < D; ++d) acc += ASP_LOAD(q, qb + (ulong)d) * ASP_LOAD(k, kb + (ulong)d);
