@@ -153,8 +153,10 @@ static adasplash_status asp_attn_sizes(adasplash_context *ctx, const asp_attn_pr
   sizes->saved = lay.saved_bytes;
   sizes->workspace = asp_attn_workspace_need(&lay);
   /* An inference forward of a decode shape may take the decode path: room for either. */
-  if (asp_decode_wanted(ctx, pr) && asp_decode_workspace_bytes(ctx, pr) > sizes->workspace)
-    sizes->workspace = asp_decode_workspace_bytes(ctx, pr);
+  if (asp_decode_wanted(ctx, pr)) {
+    const size_t decode = asp_decode_workspace_bytes(ctx, pr);
+    if (decode > sizes->workspace) sizes->workspace = decode;
+  }
   return ADASPLASH_SUCCESS;
 }
 

@@ -353,8 +353,18 @@ static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_pla
   return m;
 }
 
-static size_t asp_attn_local_avail(const asp_tuning *tu) {
+size_t asp_attn_local_avail(const asp_tuning *tu) {
   return tu->local_mem > ASP_LOCAL_RESERVE ? tu->local_mem - ASP_LOCAL_RESERVE : 0;
+}
+
+adasplash_status asp_check_local_mem(const adasplash_context *ctx, const char *name,
+                                     const char *file, size_t used, size_t want) {
+  if (!getenv("ADASPLASH_CHECK_LOCAL_MEM") || (used >= want && used < want + ASP_LOCAL_RESERVE))
+    return ADASPLASH_SUCCESS;
+  return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL,
+                  "kernel %s of %s uses %zu bytes of local memory; the host's formula says %zu "
+                  "(plus at most %d of the compiler's own)",
+                  name, file, used, want, ASP_LOCAL_RESERVE - 1);
 }
 
 /* Builds one program of a plan and checks its kernels' limits: *fits = 1 when every kernel
@@ -404,15 +414,11 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     if (k->max_work_group_size < fit) fit = k->max_work_group_size;
     if (k->local_mem_size > tu->local_mem) fit = 0;
   }
-  for (size_t i = 0; i < count && getenv("ADASPLASH_CHECK_LOCAL_MEM"); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     const asp_kernel *k = asp_program_kernel(*program, names[i]);
-    const size_t want = asp_attn_kernel_local_bytes(family, names[i], p);
-    const size_t used = (size_t)k->local_mem_size;
-    if (used < want || used >= want + ASP_LOCAL_RESERVE)
-      return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL,
-                      "kernel %s of %s uses %zu bytes of local memory; the host's formula says %zu "
-                      "(plus at most %d of the compiler's own)",
-                      names[i], asp_program_file(family), used, want, ASP_LOCAL_RESERVE - 1);
+    st = asp_check_local_mem(ctx, names[i], asp_program_file(family), (size_t)k->local_mem_size,
+                             asp_attn_kernel_local_bytes(family, names[i], p));
+    if (st != ADASPLASH_SUCCESS) return st;
   }
   *fits = fit >= (size_t)p->wg;
   return ADASPLASH_SUCCESS;

@@ -25,6 +25,14 @@ typedef struct asp_attn_problem {
  * report its formula's bytes plus less than this. */
 #define ASP_LOCAL_RESERVE 256
 
+/* Local memory (bytes) a plan may use on the context's device: the tuning's less the reserve. */
+size_t asp_attn_local_avail(const asp_tuning *tu);
+/* With $ADASPLASH_CHECK_LOCAL_MEM set (tests): INTERNAL when kernel `name` of `file` reports
+ * `used` bytes of local memory, below its formula's `want` or above it by the reserve or more
+ * (the host plans with the formulas). Success otherwise, or when the variable is unset. */
+adasplash_status asp_check_local_mem(const adasplash_context *ctx, const char *name,
+                                     const char *file, size_t used, size_t want);
+
 /* Validates desc (every field, layouts included) and fills pr. fn names the caller. */
 adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
                                      const adasplash_attention_desc *desc, const char *fn,

@@ -34,8 +34,7 @@ static int asp_decode_wg(const adasplash_context *ctx) {
 static int asp_decode_split(const adasplash_context *ctx) {
   int split = ctx->tuning.decode_split;
   const int wg = asp_decode_wg(ctx);
-  while (split > 64 &&
-         (size_t)ASP_DEC_PV_BYTES(split, wg) + ASP_LOCAL_RESERVE > ctx->tuning.local_mem)
+  while (split > 64 && (size_t)ASP_DEC_PV_BYTES(split, wg) > asp_attn_local_avail(&ctx->tuning))
     split /= 2;
   return split;
 }
@@ -67,12 +66,9 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
       /* decode_pv's arena (cl/abi.h); the other kernels declare none. */
       const size_t want =
           strcmp(asp_decode_kernels[i], "decode_pv") == 0 ? ASP_DEC_PV_BYTES(split, wg) : 0;
-      const size_t used = (size_t)k->local_mem_size;
-      if (getenv("ADASPLASH_CHECK_LOCAL_MEM") && (used < want || used >= want + ASP_LOCAL_RESERVE))
-        return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL,
-                        "kernel %s of attn_decode.cl uses %zu bytes of local memory; the host's "
-                        "formula says %zu (plus at most %d of the compiler's own)",
-                        asp_decode_kernels[i], used, want, ASP_LOCAL_RESERVE - 1);
+      st = asp_check_local_mem(ctx, asp_decode_kernels[i], "attn_decode.cl",
+                               (size_t)k->local_mem_size, want);
+      if (st != ADASPLASH_SUCCESS) return st;
       if (k->local_mem_size > ctx->tuning.local_mem) fit = 0;
       if (strcmp(asp_decode_kernels[i], "decode_combine") != 0 && k->max_work_group_size < fit)
         fit = k->max_work_group_size;

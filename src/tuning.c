@@ -178,9 +178,8 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * H100, N=16384, H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1
  * split; PoCL (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles,
  * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
- * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): 64x64 tiles (the
- * block-sparsity granularity the peers report), 4 warps of 16 rows, the next tile prefetched with
- * cp.async where local memory allows.
+ * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): tiles on warps of
+ * 16 rows (measured below), the next tile prefetched with cp.async where local memory allows.
  * The split-KV decode path (attention_decode.c) serves inference forwards with q_len <= 16 on both
  * classes. PoCL (2-core EPYC), B=1, H=16, D=64, f32, causal, kv_len=65536, decode vs fused
  * forward ms (adasplash-bench --mode decode, ADASPLASH_TUNE=decode_max_q=256): q_len 1: 29 vs
