@@ -291,16 +291,17 @@ static void attn_print_header(const bench_opts *o) {
   if (o->mode == MODE_FWD_BWD)
     printf(
         "%-8s %-5s %3s %4s %6s %4s %5s %5s %3s | %9s %8s %6s %9s | %9s %8s %6s %9s | %5s %5s | "
-        "%8s %7s %5s %8s | %9s %8s %8s\n",
+        "%8s %6s %7s %5s %8s | %9s %8s %8s\n",
         "algo", "dtype", "B", "H", "N", "D", "alpha", "beta", "cau", "fwd_med", "fwd_min", "sd%",
-        "TFLOP/s", "fb_med", "fb_min", "sd%", "TFLOP/s", "r_fwd", "r_fb", "sparsity", "sweeps",
-        "conv", "resid", "prep_ms", "cold_ms", "warm_ms");
+        "TFLOP/s", "fb_med", "fb_min", "sd%", "TFLOP/s", "r_fwd", "r_fb", "sparsity", "refine",
+        "sweeps", "conv", "resid", "prep_ms", "cold_ms", "warm_ms");
   else
     printf(
-        "%-8s %-5s %3s %4s %6s %4s %5s %5s %3s | %9s %8s %6s %9s | %5s | %8s %7s %5s %8s | %9s "
-        "%8s %8s\n",
+        "%-8s %-5s %3s %4s %6s %4s %5s %5s %3s | %9s %8s %6s %9s | %5s | %8s %6s %7s %5s %8s | "
+        "%9s %8s %8s\n",
         "algo", "dtype", "B", "H", "N", "D", "alpha", "beta", "cau", "fwd_med", "fwd_min", "sd%",
-        "TFLOP/s", "r_fwd", "sparsity", "sweeps", "conv", "resid", "prep_ms", "cold_ms", "warm_ms");
+        "TFLOP/s", "r_fwd", "sparsity", "refine", "sweeps", "conv", "resid", "prep_ms", "cold_ms",
+        "warm_ms");
   fflush(stdout);
 }
 
@@ -332,10 +333,14 @@ static void attn_report(bench_env *env, const attn_cfg *c, const attn_result *re
       else
         printf("%5.2f | ", r_fwd);
       if (r->have_stats)
-        printf("%8.4f %3.1f/%-3d %5s %8.1e | ", r->stats.block_sparsity, r->stats.mean_sweeps,
-               r->stats.max_sweeps, r->stats.converged ? "yes" : "NO", r->stats.max_residual);
+        printf("%8.4f %6.3f %3.1f/%-3d %5s %8.1e | ", r->stats.block_sparsity,
+               r->stats.visible_tiles
+                   ? (double)r->stats.refine_tiles / (double)r->stats.visible_tiles
+                   : 0.0,
+               r->stats.mean_sweeps, r->stats.max_sweeps, r->stats.converged ? "yes" : "NO",
+               r->stats.max_residual);
       else
-        printf("%8s %7s %5s %8s | ", "-", "-", "-", "-");
+        printf("%8s %6s %7s %5s %8s | ", "-", "-", "-", "-", "-");
       printf("%9.1f ", r->prepare_ms);
       if (r->have_first_call)
         printf("%8.1f %8.1f", r->cold_ms, r->warm_ms);
@@ -380,6 +385,7 @@ static void attn_report(bench_env *env, const attn_cfg *c, const attn_result *re
           dt_json_num(&j, "block_sparsity_64", r->stats.block_sparsity_64);
         dt_json_int(&j, "visible_tiles", (long long)r->stats.visible_tiles);
         dt_json_int(&j, "active_tiles", (long long)r->stats.active_tiles);
+        dt_json_int(&j, "refine_tiles", (long long)r->stats.refine_tiles);
         dt_json_num(&j, "mean_sweeps", r->stats.mean_sweeps);
         dt_json_int(&j, "max_sweeps", r->stats.max_sweeps);
         dt_json_bool(&j, "converged", r->stats.converged);

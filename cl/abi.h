@@ -75,6 +75,7 @@ typedef struct asp_attn_args {
 #define ASP_STAT_VISIBLE 3
 #define ASP_STAT_RESIDUAL 4
 #define ASP_STAT_ROWS 5
+#define ASP_STAT_REFINE_TILES 6 /* key tiles the refinement sweeps visited, summed over sweeps */
 #define ASP_STAT_COUNT 8
 
 /* What the output pass keeps for the backward. */
@@ -119,14 +120,25 @@ typedef struct asp_attn_args {
    ((PPROD) == 2 ? ASP_NV_PTILE_BYTES(T) : 0) + ((EMU) ? ASP_NV_EMU_BYTES(WG) : 0))
 
 /* Pass-specific local memory on top of the products (both implementations), in bytes. */
-/* Threshold pass: histogram window (3 x T x (BINS+1) uints), candidates (T x KMAX floats); per row
- * the candidate count, window top, bad flag, max, histogram anchor, segment bound, 8 sweep sums
- * and the row solver (at most 64 bytes, checked at compile time); block flags; the sparse sweeps'
- * visit mask (ASP_TAU_VISIT_WORDS words: the tiles of one chunk). */
+/* Threshold pass. Its dense sweep stages GROUP key tiles at a time (products with NB = GROUP,
+ * bytes PG), its refinement sweeps one (NB = 1, bytes P1); what only the refinement uses lies in
+ * the products' region past P1, so the region is max(PG, P1 + refine part):
+ *   refine part: candidates (T x KMAX floats), 8 sweep sums and the row solver (at most 64 bytes,
+ *   checked at compile time) per row;
+ *   kept part (after the region): the histogram window (3 x T x (BINS+1) uints); per row the
+ *   candidate count, window top, bad flag, max, histogram anchor, segment bound; block flags; the
+ *   refinement's visit masks (ASP_TAU_VISIT_WORDS words each: the tiles of one chunk), the
+ *   work-group's and one per row segment (at most ASP_TAU_MAX_SEGS; used where a segment skips
+ *   tiles on its own). */
 #define ASP_TAU_VISIT_WORDS 2
-#define ASP_TAU_PASS_BYTES(T, BINS, KMAX)                                          \
-  (4 * (3 * (T) * ((BINS) + 1) + (T) * (KMAX)) + (T) * (6 * 4 + 8 * 4 + 64) + 64 + \
-   4 * ASP_TAU_VISIT_WORDS)
+#define ASP_TAU_MAX_SEGS 8
+#define ASP_TAU_REFINE_BYTES(T, KMAX) ((T) * (4 * (KMAX) + 8 * 4 + 64))
+#define ASP_TAU_KEPT_BYTES(T, BINS) \
+  (4 * 3 * (T) * ((BINS) + 1) + (T)*6 * 4 + 64 + 4 * ASP_TAU_VISIT_WORDS * (1 + ASP_TAU_MAX_SEGS))
+#define ASP_TAU_REGION_BYTES(PG, P1, T, KMAX) \
+  ((PG) > (P1) + ASP_TAU_REFINE_BYTES(T, KMAX) ? (PG) : (P1) + ASP_TAU_REFINE_BYTES(T, KMAX))
+#define ASP_TAU_LOCAL_BYTES(PG, P1, T, BINS, KMAX) \
+  (ASP_TAU_REGION_BYTES(PG, P1, T, KMAX) + ASP_TAU_KEPT_BYTES(T, BINS))
 
 /* Key-block backward pass: the visited query rows' constants (row max, tau or lse, 1/l,
  * l^(alpha-2), delta, visible keys). */

@@ -472,6 +472,10 @@ typedef struct adasplash_attention_stats {
   /* The same share measured on 64x64 tiles (the convention of the AdaSplash-2 papers and
    * tools), derived from the bitmap when the tile divides 64; -1 otherwise. */
   double block_sparsity_64;
+  /* Key tiles the threshold pass's refinement sweeps visited, summed over sweeps and (batch,
+   * head): their cost relative to the dense sweep is refine_tiles / visible_tiles. (Added in
+   * 0.3: a struct_size that ends before this field is accepted and this field not written.) */
+  unsigned long refine_tiles;
 } adasplash_attention_stats;
 
 /* Reads statistics from a saved buffer written by the forward (blocking read on queue). */

@@ -636,7 +636,7 @@ adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
   const char *fn = "adasplash_attention_stats_read";
   if (ctx && !stats)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: stats is NULL", fn);
-  if (ctx && stats->struct_size != sizeof *stats)
+  if (ctx && !asp_attn_stats_size_ok(stats->struct_size))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                     "%s: stats->struct_size=%zu, expected %zu", fn, stats->struct_size,
                     sizeof *stats);
@@ -664,13 +664,14 @@ adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
     const cl_int *b = bs + i;
     s.visible_tiles += (unsigned long)b[ASP_STAT_VISIBLE];
     s.active_tiles += (unsigned long)b[ASP_STAT_ACTIVE];
-    if (b[5] > 0) {
-      if (b[0] > s.max_sweeps) s.max_sweeps = b[0];
-      sweeps_sum += b[0];
+    s.refine_tiles += (unsigned long)b[ASP_STAT_REFINE_TILES];
+    if (b[ASP_STAT_ROWS] > 0) {
+      if (b[ASP_STAT_SWEEPS] > s.max_sweeps) s.max_sweeps = b[ASP_STAT_SWEEPS];
+      sweeps_sum += b[ASP_STAT_SWEEPS];
       ++blocks;
-      if (!b[1]) s.converged = 0;
+      if (!b[ASP_STAT_CONVERGED]) s.converged = 0;
       float res;
-      memcpy(&res, &b[4], 4);
+      memcpy(&res, &b[ASP_STAT_RESIDUAL], 4);
       if (res > s.max_residual) s.max_residual = res;
     }
   }
@@ -694,7 +695,9 @@ adasplash_status adasplash_attention_stats_read(adasplash_context *ctx,
   s.mean_sweeps = blocks ? sweeps_sum / (double)blocks : 0.0;
   s.block_sparsity = s.visible_tiles ? 1.0 - (double)s.active_tiles / (double)s.visible_tiles : 0.0;
   if (s.max_residual > pr.d.tolerance) s.converged = 0;
-  *stats = s;
+  const size_t caller_size = stats->struct_size;
+  s.struct_size = caller_size;
+  memcpy(stats, &s, caller_size); /* sizeof s, or the legacy size without refine_tiles */
   return ADASPLASH_SUCCESS;
 }
 

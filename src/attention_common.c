@@ -315,7 +315,8 @@ static size_t asp_attn_kernel_local_bytes(asp_program_family family, const char 
        : (size_t)ASP_PT_PRODUCT_BYTES(t, (size_t)p->tc, (size_t)p->dk, pprod))
   size_t b = 0;
   if (strcmp(name, "attn_tau") == 0)
-    b = ASP_PRODUCTS(1, 0, 0) + ASP_TAU_PASS_BYTES(t, (size_t)p->bins, (size_t)p->kmax);
+    b = ASP_TAU_LOCAL_BYTES(ASP_PRODUCTS((size_t)p->group, 0, 0), ASP_PRODUCTS(1, 0, 0), t,
+                            (size_t)p->bins, (size_t)p->kmax);
   else if (strstr(name, "dkdv"))
     b = ASP_PRODUCTS(2, 1, 1) + ASP_QROW_BYTES(t);
   else if (strcmp(name, "attn_bwd_fused") == 0)
@@ -394,6 +395,7 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
   if (family == ASP_PROGRAM_ATTN_FORWARD) {
     asp_defines_add_int(&df, "ASP_BINS", p->bins);
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
+    asp_defines_add_int(&df, "ASP_TAU_GROUP", p->group);
   }
   /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
   char arch[32] = "";
@@ -460,7 +462,7 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
     while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
     if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
     asp_attn_plan p = {
-        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0};
+        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 1};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -528,9 +530,12 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        0,
                        tu->nv_stages,
                        tu->nv_stages,
-                       !asp_variant_nv_native(ctx)};
+                       !asp_variant_nv_native(ctx),
+                       tu->nv_sweep_tiles};
     while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
-      if (p.bins > 8)
+      if (p.group > 1)
+        --p.group;
+      else if (p.bins > 8)
         p.bins /= 2;
       else if (p.kmax > 16)
         p.kmax /= 2;

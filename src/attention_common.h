@@ -72,4 +72,10 @@ asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *pla
 /* The effective logit scale (desc->scale or 1/sqrt(head_dim)). */
 float asp_attn_scale(const adasplash_attention_desc *d);
 
+/* adasplash_attention_stats sizes a caller may pass: today's, or the one before refine_tiles. */
+static inline int asp_attn_stats_size_ok(size_t struct_size) {
+  return struct_size == sizeof(adasplash_attention_stats) ||
+         struct_size == offsetof(adasplash_attention_stats, refine_tiles);
+}
+
 #endif /* ASP_ATTENTION_COMMON_H */

@@ -58,7 +58,7 @@ adasplash_status adasplash_attention_forward_host(adasplash_context *ctx,
   if (ctx && desc && (!q || !k || !v || !out))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                     !q ? "q" : (!k ? "k" : (!v ? "v" : "out")));
-  if (stats && stats->struct_size != sizeof *stats)
+  if (stats && !asp_attn_stats_size_ok(stats->struct_size))
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                     "%s: stats->struct_size=%zu, expected %zu", fn, stats->struct_size,
                     sizeof *stats);

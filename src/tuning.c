@@ -34,6 +34,8 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_tile, 0, 16, 128, "attention, NVIDIA path: bitmap tile side (rows per work-group)"),
     ASP_KEY(nv_warps, 0, 1, 8, "attention, NVIDIA path: warps per work-group"),
     ASP_KEY(nv_stages, 0, 1, 2, "attention, NVIDIA path: operand slots (2: prefetch a tile ahead)"),
+    ASP_KEY(nv_sweep_tiles, 0, 1, 4,
+            "attention, NVIDIA path: key tiles the threshold pass's dense sweep stages at a time"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -210,7 +212,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .decode_wg = 64,
                         .nv_tile = 64,
                         .nv_warps = 4,
-                        .nv_stages = 2},
+                        .nv_stages = 2,
+                        .nv_sweep_tiles = 1},
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
      * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
@@ -235,7 +238,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .decode_wg = 128,
                         .nv_tile = 32,
                         .nv_warps = 2,
-                        .nv_stages = 2},
+                        .nv_stages = 2,
+                        .nv_sweep_tiles = 1},
 };
 
 void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {

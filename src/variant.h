@@ -75,6 +75,7 @@ typedef struct asp_attn_plan {
   int nstage_f; /* NVIDIA: operand slots of the forward program */
   int nstage_b; /* NVIDIA: operand slots of the backward program */
   int emu;      /* NVIDIA: PTX emulated (tests on other devices) */
+  int group;    /* key tiles the threshold pass's dense sweep stages at a time (portable: 1) */
 } asp_attn_plan;
 
 /* The plan of the row program. */

@@ -180,12 +180,20 @@ static int check_case(adasplash_context *ctx, attn_case c, int ones) {
     ok &= test_check(our_sparsity <= ref_sparsity + 1e-12 && our_sparsity >= ref_sparsity - 0.15,
                      "%s: block sparsity %.4f conservative and close to the exact %.4f", label,
                      our_sparsity, ref_sparsity);
+    /* Every active tile was visited by the last refinement sweep; no sweep visits a tile twice. */
+    ok &= test_check(
+        r.stats.refine_tiles >= r.stats.active_tiles &&
+            r.stats.refine_tiles <= (unsigned long)r.stats.max_sweeps * r.stats.visible_tiles,
+        "%s: refinement visits %lu tiles (active %lu, visible %lu, sweeps max %d)", label,
+        r.stats.refine_tiles, r.stats.active_tiles, r.stats.visible_tiles, r.stats.max_sweeps);
     ok &= test_check(r.stats.converged, "%s: converged (residual %.3g, sweeps max %d mean %.2f)",
                      label, r.stats.max_residual, r.stats.max_sweeps, r.stats.mean_sweeps);
     if (getenv("TEST_VERBOSE"))
-      printf("  %s: sparsity %.3f (exact %.3f), sweeps max %d mean %.2f, residual %.2g\n", label,
-             our_sparsity, ref_sparsity, r.stats.max_sweeps, r.stats.mean_sweeps,
-             r.stats.max_residual);
+      printf(
+          "  %s: sparsity %.3f (exact %.3f), refinement visits %lu of %lu tiles, sweeps max %d "
+          "mean %.2f, residual %.2g\n",
+          label, our_sparsity, ref_sparsity, r.stats.refine_tiles, r.stats.visible_tiles,
+          r.stats.max_sweeps, r.stats.mean_sweeps, r.stats.max_residual);
   }
   free(ref_out);
   free(mo);
