@@ -88,6 +88,10 @@ adasplash_status asp_decode_pv_sum(adasplash_context *ctx, const asp_attn_proble
                                    const asp_attn_args *a, asp_chain *chain, cl_mem v, cl_mem p,
                                    cl_mem visible, cl_mem part);
 
+/* Compiles (or finds) the sequence-parallel shard program for dtype (attention_shard.c) and the
+ * decode and fp32 row programs the shard calls also run. */
+adasplash_status asp_shard_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim);
+
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_softmax)
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_dense)
 

@@ -94,9 +94,7 @@ static asp_variant_key asp_shard_rows_key(const adasplash_context *ctx) {
   return asp_variant_key_of(ctx, ASP_PROGRAM_ENTMAX_ROWS, ADASPLASH_F32, 0, 0);
 }
 
-/* Compiles (or finds) the shard program for dtype, and the decode and fp32 row programs it uses. */
-static adasplash_status asp_shard_prepare(adasplash_context *ctx, adasplash_dtype dtype,
-                                          int head_dim) {
+adasplash_status asp_shard_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
   adasplash_status st = asp_decode_prepare(ctx, dtype, head_dim);
   if (st != ADASPLASH_SUCCESS) return st;
   const asp_variant_key key = asp_shard_key(ctx, dtype), rows_key = asp_shard_rows_key(ctx);
