@@ -550,6 +550,161 @@ ADASPLASH_API adasplash_status adasplash_attention_forward_paged(
     cl_command_queue queue, cl_mem q, cl_mem k_pages, cl_mem v_pages, cl_mem out, cl_mem workspace,
     cl_uint num_events_in_wait_list, const cl_event *event_wait_list, cl_event *event);
 
+/* ---- Sequence parallelism: one sequence's keys split over devices ------------------------------
+ *
+ * Long sequences whose keys do not fit one device (or that several devices should share) are
+ * split into shards: shard r holds every query row and the keys [kv_offset, kv_offset + kv_count)
+ * of the global sequence (its K and V, and in the backward its dK and dV). The shards exchange
+ * small per-row partial states through the caller's communicator (MPI, NCCL-style collectives,
+ * or the library's merge for host arrays); the library never communicates itself. Every
+ * exchange is an all-reduce of a flat float array with MAX (the row maxima) or SUM (everything
+ * else), of the sizes adasplash_attention_shard_sizes reports (adasplash_shard_sizes).
+ *
+ * Forward, on every shard (same desc, shard differing only in its key range):
+ *   1. adasplash_attention_shard_max        scores kept in work; row_max      -> all-reduce MAX
+ *   2. adasplash_attention_shard_histogram  hist (anchored at the merged max) -> all-reduce SUM
+ *   3. for round = 0, 1, ...:
+ *        adasplash_attention_shard_refine   sums at the next tau              -> all-reduce SUM
+ *      until adasplash_attention_shard_pending reports no pending row in the merged sums
+ *      (usually 1-3 rounds; at most max(desc->max_iter, 32) + 1)
+ *   4. adasplash_attention_shard_output     out, psum                         -> all-reduce SUM
+ *      The merged out is the attention output, fp32 [batch, q_heads, q_len, head_dim] contiguous;
+ *      the merged psum is sum(p) per row (1 within the tolerance; 0 for rows without keys).
+ * Backward (after the forward, with the same work buffer):
+ *   5. adasplash_attention_shard_backward_sums  grad_sums                     -> all-reduce SUM
+ *   6. adasplash_attention_shard_backward       dk, dv of the shard's keys (complete, on the
+ *      device), dq (partial, fp32 [batch, q_heads, q_len, head_dim])          -> all-reduce SUM
+ *
+ * Why it is exact: each shard's histogram window is anchored at the merged row max, so every
+ * shard bins on the same grid and the windows sum into the histogram one pass over all keys would
+ * give, hence the same certified bracket for tau. With tau fixed the probabilities of different
+ * shards are independent: the output is the plain sum of the shards' P V, a refinement step needs
+ * only the sums of f, f' and f'' terms, and the backward's delta = sum(s dp) / sum(s) (s =
+ * p^(2-alpha), dp = dO.v) is a ratio of sums, so dK and dV are local and dQ is a sum. tau is
+ * solved to min(desc->tolerance, 1e-6) on |sum(p) - 1| with at least 32 rounds allowed, as the
+ * single-device decode path solves it, and p is normalised by the merged sum. Every shard runs
+ * the same solver step on the same merged arrays: shards must use the same library and device
+ * kind so that their solver states stay identical (they decide the rounds together through the
+ * merged pending flags, so a mismatch cannot hang the loop, but tau could differ in its last
+ * bits).
+ *
+ * Shapes: desc describes the global problem (kv_len = the whole sequence; causal masks use
+ * global positions); desc->k and desc->v (and dk, dv) describe the shard's tensors, whose
+ * sequence length is kv_count (zero strides: contiguous [batch, kv_heads, kv_count, head_dim]).
+ * q, dout are the full [batch, q_heads, q_len, head_dim] tensors. An empty shard (kv_count 0)
+ * takes part in every exchange; its k, v, dk, dv may be NULL. Not supported here (UNSUPPORTED):
+ * desc->alpha_buf, q_lens, kv_lens, algorithms other than ADASPLASH_ATTN_ENTMAX, the alpha
+ * gradient. The shard's scores are kept: rows x kv_count floats (rows = batch*q_heads*q_len), so
+ * this suits few query rows per call (decode, chunked prefill) against long key ranges.
+ *
+ * The calls synchronise: each enqueues its kernels on queue (NULL: the context's) after the
+ * commands already there (use an in-order queue, or finish what produces q, k, v and dout), reads
+ * its partial arrays back to the host and returns when they are there. work is the shard's device
+ * buffer of work_bytes: it carries the scores, p and the solver state from step 1 to step 6 and
+ * must not be used by anything else meanwhile. The calls check their order (a step out of
+ * sequence is ADASPLASH_ERROR_INVALID_ARGUMENT) and the merged arrays they are given: a merged
+ * max below this shard's own max, NaN or +inf in it, negative or non-integral merged counts, a
+ * histogram whose count contradicts the merged max, or a round number out of sequence are refused
+ * with ADASPLASH_ERROR_INVALID_ARGUMENT before anything is written. Every host array comes with
+ * its length in floats, which must be the one adasplash_attention_shard_sizes reports
+ * (ADASPLASH_ERROR_INVALID_ARGUMENT otherwise); a work buffer smaller than work_bytes is
+ * ADASPLASH_ERROR_BUFFER_TOO_SMALL. */
+typedef struct adasplash_shard {
+  size_t struct_size; /* = sizeof(adasplash_shard), set by adasplash_shard_init */
+  int kv_offset;      /* global position of the shard's first key, >= 0 */
+  int kv_count;       /* keys in the shard, >= 0; kv_offset + kv_count <= desc->kv_len */
+} adasplash_shard;
+
+ADASPLASH_API void adasplash_shard_init(adasplash_shard *shard);
+
+/* The arrays of the protocol; each is float, row-major, rows = batch*q_heads*q_len rows. */
+typedef enum adasplash_shard_array {
+  ADASPLASH_SHARD_MAX = 0,  /* [rows]: row max of z = scale q.k (-inf: no key); reduce MAX */
+  ADASPLASH_SHARD_HIST = 1, /* [rows][hist_per_row]: per bin counts, sums, sums of squares of
+                               the in-bin offsets, then valid and non-finite counts; SUM */
+  ADASPLASH_SHARD_SUMS = 2, /* [rows][sums_per_row]: f-terms at tau, f at the bracket's lower
+                               end, then 1 where the shard still refines the row; SUM */
+  ADASPLASH_SHARD_OUT = 3,  /* [rows][head_dim]: partial output sum p v; SUM */
+  ADASPLASH_SHARD_PSUM = 4, /* [rows]: partial sum of p; SUM */
+  ADASPLASH_SHARD_GRAD = 5, /* [rows][grad_per_row]: backward row sums; SUM */
+  ADASPLASH_SHARD_DQ = 6    /* [rows][head_dim]: partial dq; SUM */
+} adasplash_shard_array;
+
+typedef struct adasplash_shard_sizes {
+  size_t struct_size; /* set to sizeof(adasplash_shard_sizes) before the call */
+  size_t rows;        /* batch * q_heads * q_len */
+  size_t head_dim;
+  size_t hist_per_row, sums_per_row, grad_per_row;
+  size_t count[7];   /* floats of each array, indexed by adasplash_shard_array */
+  size_t work_bytes; /* the shard's device work buffer */
+} adasplash_shard_sizes;
+
+/* Sizes of the arrays and of the work buffer for desc and shard. Also prepares (compiles when not
+ * yet) the kernels the shard calls run; call it before the first shard call of a dtype and head
+ * dim. */
+ADASPLASH_API adasplash_status adasplash_attention_shard_sizes(adasplash_context *ctx,
+                                                               const adasplash_attention_desc *desc,
+                                                               const adasplash_shard *shard,
+                                                               adasplash_shard_sizes *sizes);
+
+/* Step 1: scores of every query row against the shard's keys (kept in work) and row_max[rows],
+ * the largest finite visible score of each row in this shard (-inf where none). */
+ADASPLASH_API adasplash_status adasplash_attention_shard_max(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem q, cl_mem k, cl_mem work, float *row_max, size_t max_count);
+
+/* Step 2: merged_max is the MAX all-reduce of every shard's row_max. hist gets this shard's
+ * histogram windows anchored at the merged max. */
+ADASPLASH_API adasplash_status adasplash_attention_shard_histogram(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem work, const float *merged_max, size_t max_count, float *hist,
+    size_t hist_count);
+
+/* Step 3, round 0, 1, 2, ...: round 0 starts tau from merged_hist (the SUM all-reduce of every
+ * shard's hist; sums is only written); round r > 0 takes one solver step from sums as the SUM
+ * all-reduce of the shards' sums of round r - 1 (merged_hist may then be NULL), and overwrites
+ * sums with this shard's sums at the next tau. Stop when adasplash_attention_shard_pending finds no
+ * pending row in the merged sums. */
+ADASPLASH_API adasplash_status adasplash_attention_shard_refine(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem work, int round, const float *merged_hist, size_t hist_count,
+    float *sums, size_t sums_count);
+
+/* *pending = the rows whose merged sums (SUM all-reduce of a refine round's sums) ask for another
+ * round. Host only. */
+ADASPLASH_API adasplash_status adasplash_attention_shard_pending(const adasplash_shard_sizes *sizes,
+                                                                 const float *merged_sums,
+                                                                 size_t *pending);
+
+/* Step 4, after the last refine round: p = entmax in place in work (the backward reads it), out =
+ * this shard's sum p v per row (fp32 [rows][head_dim]) and psum = its sum p per row. */
+ADASPLASH_API adasplash_status adasplash_attention_shard_output(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem v, cl_mem work, float *out, size_t out_count, float *psum,
+    size_t psum_count);
+
+/* Step 5: dp = dout . v for the shard's keys (kept in work) and grad_sums, this shard's backward
+ * row sums (sum s, sum s dp and the alpha-gradient sums sum p dp, sum h dp, sum h). */
+ADASPLASH_API adasplash_status adasplash_attention_shard_backward_sums(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem v, cl_mem dout, cl_mem work, float *grad_sums,
+    size_t grad_count);
+
+/* Step 6: merged_grad_sums is the SUM all-reduce of every shard's grad_sums. Writes dk and dv of
+ * the shard's keys (desc->k's and desc->v's layouts, desc->dtype; complete) and dq, this shard's
+ * partial dL/dq (fp32 [rows][head_dim]). */
+ADASPLASH_API adasplash_status adasplash_attention_shard_backward(
+    adasplash_context *ctx, const adasplash_attention_desc *desc, const adasplash_shard *shard,
+    cl_command_queue queue, cl_mem q, cl_mem k, cl_mem dout, cl_mem work,
+    const float *merged_grad_sums, size_t grad_count, cl_mem dk, cl_mem dv, float *dq,
+    size_t dq_count);
+
+/* Host merge of two shards' arrays of one kind: dst = max(dst, src) for ADASPLASH_SHARD_MAX,
+ * dst + src otherwise, over sizes->count[array] floats (what an all-reduce computes). */
+ADASPLASH_API adasplash_status adasplash_shard_merge(const adasplash_shard_sizes *sizes,
+                                                     adasplash_shard_array array, float *dst,
+                                                     const float *src);
+
 /* Host-memory variants: tensors in host memory laid out as desc says, in desc->dtype. alpha_buf,
  * q_lens and kv_lens must be NULL in desc; alpha (float [q_heads]), q_lens and kv_lens (int
  * [batch]) may be host arrays instead (validated: lengths must lie in [0, len]). stats may be NULL.

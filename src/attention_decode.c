@@ -89,7 +89,7 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
 }
 
 /* Splits of the P V pass for kv_len keys. */
-static size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len) {
+size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len) {
   const size_t split = (size_t)asp_decode_split(ctx);
   return ((size_t)kv_len + split - 1) / split;
 }
@@ -140,6 +140,38 @@ int asp_decode_prepared(adasplash_context *ctx, const asp_attn_problem *pr) {
                             asp_variant_key_of(ctx, ASP_PROGRAM_ENTMAX_ROWS, ADASPLASH_F32, 0, 0),
                         key = asp_decode_key(ctx, pr->d.dtype, pr->d.head_dim);
   return asp_plan_find(ctx, &key, &plan) && asp_plan_find(ctx, &rows, &plan);
+}
+
+/* decode_pv over p [rows, a->g.kv_len] (see attn_decode.cl) into part [nsplit, rows, head_dim]. */
+static adasplash_status asp_decode_pv(adasplash_context *ctx, const asp_plan *plan,
+                                      const asp_attn_args *a, const asp_decode_kv *kv,
+                                      asp_chain *chain, cl_mem v, cl_mem p, cl_mem visible,
+                                      cl_mem part) {
+  const int wg = plan->decode.wg;
+  const size_t nsplit = asp_decode_nsplit(ctx, a->g.kv_len);
+  cl_mem table = kv ? kv->table : NULL;
+  cl_int page_size = kv ? kv->page_size : 0, max_blocks = kv ? kv->max_blocks : 0,
+         num_pages = kv ? kv->num_pages : 0;
+  size_t global[3] = {nsplit * (size_t)wg, (size_t)a->g.kv_heads, (size_t)a->g.batch};
+  size_t local[3] = {(size_t)wg, 1, 1};
+  asp_arg args[] = {ASP_ARG(*a),        ASP_ARG(v),          ASP_ARG(table),
+                    ASP_ARG(page_size), ASP_ARG(max_blocks), ASP_ARG(num_pages),
+                    ASP_ARG(p),         ASP_ARG(visible),    ASP_ARG(part)};
+  return asp_launch(chain, plan->program, "decode_pv", args, sizeof args / sizeof args[0], 3,
+                    global, local);
+}
+
+adasplash_status asp_decode_pv_sum(adasplash_context *ctx, const asp_attn_problem *pr,
+                                   const asp_attn_args *a, asp_chain *chain, cl_mem v, cl_mem p,
+                                   cl_mem visible, cl_mem part) {
+  asp_plan plan;
+  const asp_variant_key key = asp_decode_key(ctx, pr->d.dtype, pr->d.head_dim);
+  if (!asp_plan_find(ctx, &key, &plan))
+    return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
+                    "decode kernels for dtype %d, head_dim %d are not compiled", (int)pr->d.dtype,
+                    pr->d.head_dim);
+  if (a->g.kv_len <= 0) return ADASPLASH_SUCCESS;
+  return asp_decode_pv(ctx, &plan, a, NULL, chain, v, p, visible, part);
 }
 
 adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -225,20 +257,9 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
     st = asp_rows_forward(ctx, &job, chain, V[ASP_DEC_SCORES], V[ASP_DEC_SCORES], NULL);
   }
   const cl_int nsplit = (cl_int)asp_decode_nsplit(ctx, d->kv_len);
-  if (st == ADASPLASH_SUCCESS) {
-    size_t global[3] = {(size_t)nsplit * (size_t)wg, (size_t)d->kv_heads, (size_t)d->batch};
-    asp_arg args[] = {ASP_ARG(a),
-                      ASP_ARG(v),
-                      ASP_ARG(table),
-                      ASP_ARG(page_size),
-                      ASP_ARG(max_blocks),
-                      ASP_ARG(num_pages),
-                      ASP_ARG(V[ASP_DEC_SCORES]),
-                      ASP_ARG(V[ASP_DEC_VISIBLE]),
-                      ASP_ARG(V[ASP_DEC_PART])};
-    st = asp_launch(chain, plan.program, "decode_pv", args, sizeof args / sizeof args[0], 3, global,
-                    local);
-  }
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_decode_pv(ctx, &plan, &a, kv, chain, v, V[ASP_DEC_SCORES], V[ASP_DEC_VISIBLE],
+                       V[ASP_DEC_PART]);
   if (st == ADASPLASH_SUCCESS) {
     const size_t n = rows * (size_t)d->head_dim;
     size_t global[1] = {(n + (size_t)wg - 1) / (size_t)wg * (size_t)wg};

@@ -78,6 +78,19 @@ size_t asp_decode_workspace_bytes(const adasplash_context *ctx, const asp_attn_p
 adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                     const asp_decode_kv *kv, asp_chain *chain, cl_mem q, cl_mem k,
                                     cl_mem v, cl_mem out, cl_mem workspace, const char *fn);
+/* Splits of decode_pv for kv_len keys. */
+size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len);
+/* decode_pv of the decode program prepared for pr's dtype and head dim, with the kernel
+ * parameters a (a->v: the layout of v; a->g.kv_len: keys and row stride of p): part [nsplit, rows,
+ * head_dim] = per split of keys, the sum of p v over the split's nonzero p (keys below
+ * visible[row]). Nothing is enqueued for kv_len 0. Used by the sequence-parallel shards. */
+adasplash_status asp_decode_pv_sum(adasplash_context *ctx, const asp_attn_problem *pr,
+                                   const asp_attn_args *a, asp_chain *chain, cl_mem v, cl_mem p,
+                                   cl_mem visible, cl_mem part);
+
+/* Compiles (or finds) the sequence-parallel shard program for dtype (attention_shard.c) and the
+ * decode and fp32 row programs the shard calls also run. */
+adasplash_status asp_shard_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim);
 
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_softmax)
 ASP_DECLARE_ATTENTION_ALGORITHM(asp_dense)

@@ -94,7 +94,7 @@ static adasplash_status asp_rows_find_plan(adasplash_context *ctx, adasplash_dty
 }
 
 /* 2^qbits so that (count of a bin) * qscale < 2^32 for any bin of a row of `cols` entries. */
-static float asp_rows_qscale(size_t cols) {
+float asp_rows_qscale(size_t cols) {
   int bits = 0;
   while (bits < 40 && ((size_t)1 << bits) <= cols) ++bits;
   int q = 31 - bits;
@@ -284,6 +284,47 @@ adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *j
   }
   clReleaseMemObject(partials);
   return st;
+}
+
+/* One launch of entmax_seg_bwd_sums (apply 0) or entmax_seg_bwd_apply (apply 1) with the whole
+ * row as one segment and the given partials. */
+static adasplash_status asp_rows_backward_stage(adasplash_context *ctx, const asp_rows_job *job,
+                                                asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
+                                                cl_mem partials, int apply) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  const int wg = plan.rows.wg;
+  asp_rows_common_args a = asp_rows_args(job);
+  cl_int seg_cols = a.cols > 0 ? a.cols : 1, nseg = 1, has_dalpha = 0;
+  cl_mem no_dalpha = NULL;
+  size_t global[2] = {(size_t)wg, job->rows}, local[2] = {(size_t)wg, 1};
+  if (!apply) {
+    asp_arg args[] = {
+        ASP_ARG(y),           ASP_ARG(dy),       ASP_ARG(a.offset), ASP_ARG(a.row_stride),
+        ASP_ARG(a.rows),      ASP_ARG(a.cols),   ASP_ARG(a.alpha),  ASP_ARG(a.alpha_buf),
+        ASP_ARG(a.has_alpha), ASP_ARG(seg_cols), ASP_ARG(nseg),     ASP_ARG(partials)};
+    return asp_launch(chain, plan.program, "entmax_seg_bwd_sums", args,
+                      sizeof args / sizeof args[0], 2, global, local);
+  }
+  asp_arg args[] = {ASP_ARG(y),           ASP_ARG(dy),           ASP_ARG(dx),
+                    ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+                    ASP_ARG(a.cols),      ASP_ARG(a.alpha),      ASP_ARG(a.alpha_buf),
+                    ASP_ARG(a.has_alpha), ASP_ARG(seg_cols),     ASP_ARG(nseg),
+                    ASP_ARG(partials),    ASP_ARG(no_dalpha),    ASP_ARG(has_dalpha)};
+  return asp_launch(chain, plan.program, "entmax_seg_bwd_apply", args, sizeof args / sizeof args[0],
+                    2, global, local);
+}
+
+adasplash_status asp_rows_backward_sums(adasplash_context *ctx, const asp_rows_job *job,
+                                        asp_chain *chain, cl_mem y, cl_mem dy, cl_mem partials) {
+  return asp_rows_backward_stage(ctx, job, chain, y, dy, NULL, partials, 0);
+}
+
+adasplash_status asp_rows_backward_apply(adasplash_context *ctx, const asp_rows_job *job,
+                                         asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
+                                         cl_mem partials) {
+  return asp_rows_backward_stage(ctx, job, chain, y, dy, dx, partials, 1);
 }
 
 adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dtype,

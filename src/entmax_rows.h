@@ -31,6 +31,18 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
 adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *job,
                                    asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
                                    cl_mem dalpha_rows);
+/* The backward of one-segment rows in two steps, for rows whose entries are spread over several
+ * shards (sequence parallelism): the row sums (sum s, sum s dy, sum p dy, sum h dy, sum h;
+ * partials [rows][5]) of this part of the row, then, with the sums of the whole row (merged),
+ * dx = s (dy - sum(s dy) / sum(s)). */
+adasplash_status asp_rows_backward_sums(adasplash_context *ctx, const asp_rows_job *job,
+                                        asp_chain *chain, cl_mem y, cl_mem dy, cl_mem partials);
+adasplash_status asp_rows_backward_apply(adasplash_context *ctx, const asp_rows_job *job,
+                                         asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,
+                                         cl_mem partials);
+/* The quantisation of the histogram's in-bin moments for rows of cols entries: 2^q with (count of
+ * a bin) * 2^q < 2^32. */
+float asp_rows_qscale(size_t cols);
 /* out[0] = sum of values[0..n) in a fixed order. */
 adasplash_status asp_rows_sum_floats(adasplash_context *ctx, adasplash_dtype dtype,
                                      asp_chain *chain, cl_mem values, size_t n, cl_mem out);

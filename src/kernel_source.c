@@ -25,6 +25,8 @@ const char *asp_program_file(asp_program_family family) {
       return "utility.cl";
     case ASP_PROGRAM_ATTN_DECODE:
       return "attn_decode.cl";
+    case ASP_PROGRAM_ATTN_SHARD:
+      return "attn_shard.cl";
     case ASP_PROGRAM_FAMILY_COUNT:
       break;
   }

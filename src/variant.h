@@ -91,12 +91,19 @@ typedef struct asp_decode_plan {
   int dpl; /* head-dim columns per work-item in decode_pv */
 } asp_decode_plan;
 
+/* The plan of the sequence-parallel shard program (attn_shard.cl). */
+typedef struct asp_shard_plan {
+  int wg;   /* work-items per row in the per-row kernels */
+  int bins; /* histogram bins per unit of scaled score (the fp32 row program's) */
+} asp_shard_plan;
+
 typedef struct asp_plan {
   asp_variant_key key;
   asp_program *program;
   asp_attn_plan attn;     /* ASP_PROGRAM_ATTN_FORWARD / _BACKWARD, ASP_PROGRAM_SOFTMAX_FLASH */
   asp_rows_plan rows;     /* ASP_PROGRAM_ENTMAX_ROWS */
   asp_decode_plan decode; /* ASP_PROGRAM_ATTN_DECODE */
+  asp_shard_plan shard;   /* ASP_PROGRAM_ATTN_SHARD */
   struct asp_plan *next;
 } asp_plan;
 

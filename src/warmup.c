@@ -38,6 +38,9 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
        * (the paged calls run them whatever the tuning). */
       st = asp_decode_prepare(ctx, dtypes[i], sizes[h]);
       if (st != ADASPLASH_SUCCESS) return st;
+      /* The sequence-parallel shard kernels (one program per dtype). */
+      st = asp_shard_prepare(ctx, dtypes[i], sizes[h]);
+      if (st != ADASPLASH_SUCCESS) return st;
     }
   }
   return ADASPLASH_SUCCESS;
