@@ -48,9 +48,10 @@ typedef struct asp_attn_args {
   asp_f32 tol;    /* solver tolerance on |sum p - 1| */
   asp_f32 qscale; /* quantisation of the histogram's in-bin moments */
   asp_i32 has_alpha, max_iter, use_hist;
-  asp_i32 write_t;   /* threshold pass: also write the transposed bitmap (training) */
-  asp_i32 aligned16; /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
-  asp_i32 reserved;
+  asp_i32 write_t;    /* threshold pass: also write the transposed bitmap (training) */
+  asp_i32 aligned16;  /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
+  asp_i32 dense_done; /* threshold pass: attn_tau_dense ran the dense sweep (its rows, histograms
+                         and tile maxima are in the workspace) */
 } asp_attn_args;
 
 /* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats, the row max m of the scaled
@@ -120,25 +121,23 @@ typedef struct asp_attn_args {
    ((PPROD) == 2 ? ASP_NV_PTILE_BYTES(T) : 0) + ((EMU) ? ASP_NV_EMU_BYTES(WG) : 0))
 
 /* Pass-specific local memory on top of the products (both implementations), in bytes. */
-/* Threshold pass. Its dense sweep stages GROUP key tiles at a time (products with NB = GROUP,
- * bytes PG), its refinement sweeps one (NB = 1, bytes P1); what only the refinement uses lies in
- * the products' region past P1, so the region is max(PG, P1 + refine part):
- *   refine part: candidates (T x KMAX floats), 8 sweep sums and the row solver (at most 64 bytes,
- *   checked at compile time) per row;
- *   kept part (after the region): the histogram window (3 x T x (BINS+1) uints); per row the
- *   candidate count, window top, bad flag, max, histogram anchor, segment bound; block flags; the
- *   refinement's visit masks (ASP_TAU_VISIT_WORDS words each: the tiles of one chunk), the
- *   work-group's and one per row segment (at most ASP_TAU_MAX_SEGS; used where a segment skips
- *   tiles on its own). */
+/* Threshold pass: histogram window (3 x T x (BINS+1) uints), candidates (T x KMAX floats); per row
+ * the candidate count, window top, bad flag, max, histogram anchor, segment bound, 8 sweep sums
+ * and the row solver (at most 64 bytes, checked at compile time); block flags; the refinement's
+ * visit masks (ASP_TAU_VISIT_WORDS words each: the tiles of one chunk), the work-group's and one
+ * per row segment (at most ASP_TAU_MAX_SEGS; used where a segment skips tiles on its own). */
 #define ASP_TAU_VISIT_WORDS 2
 #define ASP_TAU_MAX_SEGS 8
-#define ASP_TAU_REFINE_BYTES(T, KMAX) ((T) * (4 * (KMAX) + 8 * 4 + 64))
-#define ASP_TAU_KEPT_BYTES(T, BINS) \
-  (4 * 3 * (T) * ((BINS) + 1) + (T)*6 * 4 + 64 + 4 * ASP_TAU_VISIT_WORDS * (1 + ASP_TAU_MAX_SEGS))
-#define ASP_TAU_REGION_BYTES(PG, P1, T, KMAX) \
-  ((PG) > (P1) + ASP_TAU_REFINE_BYTES(T, KMAX) ? (PG) : (P1) + ASP_TAU_REFINE_BYTES(T, KMAX))
-#define ASP_TAU_LOCAL_BYTES(PG, P1, T, BINS, KMAX) \
-  (ASP_TAU_REGION_BYTES(PG, P1, T, KMAX) + ASP_TAU_KEPT_BYTES(T, BINS))
+#define ASP_TAU_HIST_BYTES(ROWS, BINS) (4 * 3 * (ROWS) * ((BINS) + 1))
+#define ASP_TAU_PASS_BYTES(T, BINS, KMAX)                                             \
+  (ASP_TAU_HIST_BYTES(T, BINS) + 4 * (T) * (KMAX) + (T) * (6 * 4 + 8 * 4 + 64) + 64 + \
+   4 * ASP_TAU_VISIT_WORDS * (1 + ASP_TAU_MAX_SEGS))
+/* The dense sweep's own kernel (attn_tau_dense, TQ rows per work-group): the histograms only. */
+#define ASP_TAU_DENSE_PASS_BYTES(TQ, BINS) ASP_TAU_HIST_BYTES(TQ, BINS)
+/* What attn_tau_dense leaves per row in the workspace for attn_tau: max, histogram anchor, window
+ * top (int bits), non-finite flag; then the histogram (3 x (BINS+1) uints). */
+#define ASP_DENSE_ROW_WORDS 4
+#define ASP_DENSE_HIST_WORDS(BINS) (3 * ((BINS) + 1))
 
 /* Key-block backward pass: the visited query rows' constants (row max, tau or lse, 1/l,
  * l^(alpha-2), delta, visible keys). */

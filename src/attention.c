@@ -40,6 +40,11 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
   sizes[ASP_SEC_DELTA] = rows * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
   sizes[ASP_SEC_DQACC] = ctx->tuning.attn_bwd_fused ? rows * (size_t)d->head_dim * 4 : 0;
+  /* The dense sweep kernel's results for the threshold pass (plans with attn_tau_dense). */
+  const int dense = plan->attn.dense_rows > 0;
+  sizes[ASP_SEC_DENSE_ROWS] = dense ? rows * ASP_DENSE_ROW_WORDS * 4 : 0;
+  sizes[ASP_SEC_DENSE_HIST] =
+      dense ? rows * (size_t)ASP_DENSE_HIST_WORDS((size_t)plan->attn.bins) * 4 : 0;
   /* Saved: everything the backward reads. Workspace: the rest (and, for inference, the state). */
   static const int saved_secs[] = {ASP_SEC_HEADER, ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS,
                                    ASP_SEC_BITMAP, ASP_SEC_BITMAP_T, ASP_SEC_BLOCKSTATS,
@@ -53,12 +58,15 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
     off = asp_align_up(off + sizes[s], a);
   }
   lay->saved_bytes = off;
-  /* Workspace, forward: tilemax (+ the state when there is no saved buffer). Backward: delta,
-   * drow (and the fused backward's dQ sums). The two uses never overlap in time within one call, so
-   * they share offsets from 0. */
+  /* Workspace, forward: tilemax and the dense sweep's results (+ the state when there is no saved
+   * buffer). Backward: delta, drow (and the fused backward's dQ sums). The two uses never overlap
+   * in time within one call, so they share offsets from 0. */
   size_t w = 0;
-  lay->ws_offset[ASP_SEC_TILEMAX] = w;
-  w = asp_align_up(w + sizes[ASP_SEC_TILEMAX], a);
+  static const int fwd_ws_secs[] = {ASP_SEC_TILEMAX, ASP_SEC_DENSE_ROWS, ASP_SEC_DENSE_HIST};
+  for (size_t i = 0; i < sizeof fwd_ws_secs / sizeof fwd_ws_secs[0]; ++i) {
+    lay->ws_offset[fwd_ws_secs[i]] = w;
+    w = asp_align_up(w + sizes[fwd_ws_secs[i]], a);
+  }
   size_t inference_state = w;
   for (int s = ASP_SEC_ROWSTATE; s <= ASP_SEC_BLOCKSTATS; ++s) {
     lay->ws_offset[s] = inference_state;
@@ -240,8 +248,9 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace,
                        saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &ws);
   cl_mem S[ASP_SEC_COUNT] = {NULL};
-  static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS, ASP_SEC_BITMAP, ASP_SEC_BITMAP_T,
-                             ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,     ASP_SEC_ZALPHA, ASP_SEC_TILEMAX};
+  static const int secs[] = {
+      ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP,  ASP_SEC_BITMAP_T,   ASP_SEC_BLOCKSTATS,
+      ASP_SEC_OUT2,     ASP_SEC_ZALPHA,   ASP_SEC_TILEMAX, ASP_SEC_DENSE_ROWS, ASP_SEC_DENSE_HIST};
   asp_attn_buffers use = lay;
   if (!saved) {
     /* Inference: the state lives in the workspace; nothing for the backward is written. */
@@ -274,6 +283,28 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     if (st == ADASPLASH_SUCCESS)
       st = asp_chain_fill(chain, S[ASP_SEC_BITMAP_T], &zero, 4, 0, lay.size[ASP_SEC_BITMAP_T]);
   }
+  if (st == ADASPLASH_SUCCESS && plan.attn.dense_rows > 0) {
+    /* The dense sweep in its own kernel, TQ rows per work-group (NVIDIA path). */
+    asp_plan dense;
+    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_DENSE, d->dtype, d->head_dim, &dense);
+    const size_t tq = (size_t)dense.attn.dense_rows, dwg = (size_t)dense.attn.wg;
+    size_t dlocal[3] = {dwg, 1, 1};
+    size_t dglobal[3] = {(((size_t)g.q_len + tq - 1) / tq) * dwg, (size_t)g.q_heads,
+                         (size_t)g.batch};
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
+                      ASP_ARG(S[ASP_SEC_DENSE_HIST]),
+                      ASP_ARG(S[ASP_SEC_TILEMAX])};
+    if (st == ADASPLASH_SUCCESS)
+      st = asp_launch(chain, dense.program, "attn_tau_dense", args, sizeof args / sizeof args[0], 3,
+                      dglobal, dlocal);
+    a.dense_done = 1;
+  }
   size_t local[3] = {(size_t)wg, 1, 1};
   size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
   if (st == ADASPLASH_SUCCESS) {
@@ -283,6 +314,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(alpha_buf),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
+                      ASP_ARG(S[ASP_SEC_DENSE_HIST]),
                       ASP_ARG(S[ASP_SEC_ROWSTATE]),
                       ASP_ARG(S[ASP_SEC_BITMAP]),
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),

@@ -258,6 +258,7 @@ static const char *const asp_forward_kernels[] = {"attn_tau", "attn_forward", "a
 static const char *const asp_backward_kernels[] = {"attn_bwd_pre",   "attn_bwd_dq",
                                                    "attn_bwd_dkdv",  "attn_bwd_dalpha",
                                                    "attn_bwd_fused", "attn_bwd_dq_store"};
+static const char *const asp_dense_kernels[] = {"attn_tau_dense"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
@@ -315,8 +316,9 @@ static size_t asp_attn_kernel_local_bytes(asp_program_family family, const char 
        : (size_t)ASP_PT_PRODUCT_BYTES(t, (size_t)p->tc, (size_t)p->dk, pprod))
   size_t b = 0;
   if (strcmp(name, "attn_tau") == 0)
-    b = ASP_TAU_LOCAL_BYTES(ASP_PRODUCTS((size_t)p->group, 0, 0), ASP_PRODUCTS(1, 0, 0), t,
-                            (size_t)p->bins, (size_t)p->kmax);
+    b = ASP_PRODUCTS(1, 0, 0) + ASP_TAU_PASS_BYTES(t, (size_t)p->bins, (size_t)p->kmax);
+  else if (strcmp(name, "attn_tau_dense") == 0)
+    b = ASP_PRODUCTS(1, 0, 0) + ASP_TAU_DENSE_PASS_BYTES((size_t)p->dense_rows, (size_t)p->bins);
   else if (strstr(name, "dkdv"))
     b = ASP_PRODUCTS(2, 1, 1) + ASP_QROW_BYTES(t);
   else if (strcmp(name, "attn_bwd_fused") == 0)
@@ -338,6 +340,10 @@ static const char *const *asp_attn_kernels(asp_program_family family, size_t *co
   if (family == ASP_PROGRAM_ATTN_BACKWARD) {
     *count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
     return asp_backward_kernels;
+  }
+  if (family == ASP_PROGRAM_ATTN_DENSE) {
+    *count = sizeof asp_dense_kernels / sizeof asp_dense_kernels[0];
+    return asp_dense_kernels;
   }
   *count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
   return asp_softmax_kernels;
@@ -392,11 +398,11 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_DK", p->dk);
     asp_defines_add_int(&df, "ASP_VW", p->vw);
   }
-  if (family == ASP_PROGRAM_ATTN_FORWARD) {
+  if (family == ASP_PROGRAM_ATTN_FORWARD || family == ASP_PROGRAM_ATTN_DENSE) {
     asp_defines_add_int(&df, "ASP_BINS", p->bins);
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
-    asp_defines_add_int(&df, "ASP_TAU_GROUP", p->group);
   }
+  if (family == ASP_PROGRAM_ATTN_DENSE) asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
   /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
   char arch[32] = "";
   if (p->impl == ASP_TILE_NV_MMA && !p->emu)
@@ -462,7 +468,7 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
     while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
     if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
     asp_attn_plan p = {
-        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 1};
+        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -531,11 +537,9 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        tu->nv_stages,
                        tu->nv_stages,
                        !asp_variant_nv_native(ctx),
-                       tu->nv_sweep_tiles};
+                       0};
     while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
-      if (p.group > 1)
-        --p.group;
-      else if (p.bins > 8)
+      if (p.bins > 8)
         p.bins /= 2;
       else if (p.kmax > 16)
         p.kmax /= 2;
@@ -567,6 +571,42 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
   }
 }
 
+/* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
+ * nv_dense_rows query rows per work-group (a multiple of the tile side, in warps of the forward's
+ * segment rows, which must be 16), halved while its local memory or work-group does not fit.
+ * Sets fwd->attn.dense_rows to the rows chosen, or 0 (attn_tau then sweeps itself). */
+static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
+                                            int head_dim, asp_plan *fwd) {
+  const asp_tuning *tu = &ctx->tuning;
+  asp_attn_plan p = fwd->attn;
+  fwd->attn.dense_rows = 0;
+  if (p.impl != ASP_TILE_NV_MMA || p.tile / p.nseg != 16) return ADASPLASH_SUCCESS;
+  const asp_variant_key key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim);
+  const size_t avail = asp_attn_local_avail(tu);
+  for (int rows = tu->nv_dense_rows; rows > p.tile; rows /= 2) {
+    p.dense_rows = rows;
+    p.wg = 32 * (rows / 16);
+    if (rows % p.tile != 0 || (size_t)p.wg > tu->max_wg) continue;
+    p.nstage_f = tu->nv_stages;
+    while (p.nstage_f > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) --p.nstage_f;
+    if (asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) continue;
+    asp_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.key = key;
+    plan.attn = p;
+    int fits = 0;
+    adasplash_status st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
+    if (st != ADASPLASH_SUCCESS) return st;
+    if (!fits) continue;
+    asp_plan stored;
+    st = asp_plan_store(ctx, &plan, &stored);
+    if (st != ADASPLASH_SUCCESS) return st;
+    fwd->attn.dense_rows = rows;
+    return ADASPLASH_SUCCESS;
+  }
+  return ADASPLASH_SUCCESS;
+}
+
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, asp_plan *out) {
   const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
@@ -592,6 +632,8 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     st = ADASPLASH_ERROR_UNSUPPORTED;
     if (asp_attn_uses_nv(ctx, dtype)) st = asp_attn_plan_nv(ctx, &key, head_dim, &plan);
     if (st == ADASPLASH_ERROR_UNSUPPORTED) st = asp_attn_plan_portable(ctx, &key, head_dim, &plan);
+    if (st == ADASPLASH_SUCCESS && family == ASP_PROGRAM_ATTN_FORWARD)
+      st = asp_attn_plan_dense(ctx, dtype, head_dim, &plan);
   }
   if (st != ADASPLASH_SUCCESS) return st;
   return asp_plan_store(ctx, &plan, out);

@@ -23,6 +23,8 @@ enum {
   ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
   ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
   ASP_SEC_DQACC,      /* workspace (fused backward): [B,Hq,q_len,head_dim] fp32 dQ sums */
+  ASP_SEC_DENSE_ROWS, /* workspace (NVIDIA forward): [B,Hq,q_len] x ASP_DENSE_ROW_WORDS */
+  ASP_SEC_DENSE_HIST, /* workspace (NVIDIA forward): [B,Hq,q_len] x ASP_DENSE_HIST_WORDS */
   ASP_SEC_COUNT
 };
 

@@ -27,6 +27,8 @@ const char *asp_program_file(asp_program_family family) {
       return "attn_decode.cl";
     case ASP_PROGRAM_ATTN_SHARD:
       return "attn_shard.cl";
+    case ASP_PROGRAM_ATTN_DENSE:
+      return "attn_dense.cl";
     case ASP_PROGRAM_FAMILY_COUNT:
       break;
   }

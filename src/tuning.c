@@ -34,8 +34,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_tile, 0, 16, 128, "attention, NVIDIA path: bitmap tile side (rows per work-group)"),
     ASP_KEY(nv_warps, 0, 1, 8, "attention, NVIDIA path: warps per work-group"),
     ASP_KEY(nv_stages, 0, 1, 2, "attention, NVIDIA path: operand slots (2: prefetch a tile ahead)"),
-    ASP_KEY(nv_sweep_tiles, 0, 1, 4,
-            "attention, NVIDIA path: key tiles the threshold pass's dense sweep stages at a time"),
+    ASP_KEY(nv_dense_rows, 0, 0, 256,
+            "attention, NVIDIA path: query rows per work-group of the threshold pass's dense sweep "
+            "(0: the threshold pass sweeps with its own tile)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -139,8 +140,8 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
   if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||
        strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
        strcmp(key, "nv_tile") == 0 || strcmp(key, "nv_warps") == 0 ||
-       strcmp(key, "rows_bins") == 0 || strcmp(key, "decode_wg") == 0 ||
-       strcmp(key, "decode_split") == 0) &&
+       (strcmp(key, "nv_dense_rows") == 0 && v != 0) || strcmp(key, "rows_bins") == 0 ||
+       strcmp(key, "decode_wg") == 0 || strcmp(key, "decode_split") == 0) &&
       !asp_power_of_two(v)) {
     snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);
     return -1;
@@ -213,13 +214,17 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_tile = 64,
                         .nv_warps = 4,
                         .nv_stages = 2,
-                        .nv_sweep_tiles = 1},
+                        .nv_dense_rows = 128},
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
      * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
      * NVIDIA path: 32x32 tiles on 2 warps. Measured on the H200 (same shape, fwd / fwd+bwd ms):
      * nv_tile=32,nv_warps=2 8.11 / 11.40; 64/4 10.52 / 14.34; 32/1 17.2 / 22.5 (.gpu exp.sh sweep,
-     * ADASPLASH_TUNE; the kernels are latency-bound: time follows the warps an SM holds).
+     * ADASPLASH_TUNE). The dense sweep inside attn_tau was bound by the L2 traffic of the key
+     * tiles (the bare products at 32 rows per work-group: 3.0 ms; staging 2 or 4 key tiles per
+     * barrier, or one pipeline stage instead of two, changed nothing); its own kernel with 128
+     * rows per work-group: threshold pass 7.33 -> 2.34 + 2.95 ms, fwd+bwd 12.09 -> 10.04 ms
+     * (nv_dense_rows 64: the same within 2%; scripts/gpu/experiments.sh, 2026-12-03).
      * Rows: one work-item searching the bracket left 255 idle: 2.9 ms for 4096 x 1024 rows on an
      * H100, 15x the plain-bracket start, hence rows_wg_bracket=1. */
     [ASP_DEVICE_GPU] = {.attn_tile = 32,
@@ -239,7 +244,7 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_tile = 32,
                         .nv_warps = 2,
                         .nv_stages = 2,
-                        .nv_sweep_tiles = 1},
+                        .nv_dense_rows = 128},
 };
 
 void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {

@@ -62,20 +62,21 @@ adasplash_status asp_variant_program_opts(adasplash_context *ctx, const asp_vari
 /* The plan of the attention programs (fused entmax forward and backward, softmax flash): the tile
  * implementation (cl/abi.h ASP_TILE_*) and its parameters. */
 typedef struct asp_attn_plan {
-  int impl;     /* ASP_TILE_PORTABLE or ASP_TILE_NV_MMA */
-  int tile;     /* tile side: queries per work-group = keys per tile = bitmap tile */
-  int wg;       /* work-items per work-group */
-  int hd;       /* padded head dim */
-  int bins;     /* histogram bins per unit of scaled score */
-  int kmax;     /* exact-finish candidates per row */
-  int nseg;     /* row segments per block (tile maxima are kept per segment) */
-  int tr, tc;   /* portable: work-item grid */
-  int dk;       /* portable: head-dim columns staged per step */
-  int vw;       /* portable: vector width of column groups */
-  int nstage_f; /* NVIDIA: operand slots of the forward program */
-  int nstage_b; /* NVIDIA: operand slots of the backward program */
-  int emu;      /* NVIDIA: PTX emulated (tests on other devices) */
-  int group;    /* key tiles the threshold pass's dense sweep stages at a time (portable: 1) */
+  int impl;       /* ASP_TILE_PORTABLE or ASP_TILE_NV_MMA */
+  int tile;       /* tile side: queries per work-group = keys per tile = bitmap tile */
+  int wg;         /* work-items per work-group */
+  int hd;         /* padded head dim */
+  int bins;       /* histogram bins per unit of scaled score */
+  int kmax;       /* exact-finish candidates per row */
+  int nseg;       /* row segments per block (tile maxima are kept per segment) */
+  int tr, tc;     /* portable: work-item grid */
+  int dk;         /* portable: head-dim columns staged per step */
+  int vw;         /* portable: vector width of column groups */
+  int nstage_f;   /* NVIDIA: operand slots of the forward program */
+  int nstage_b;   /* NVIDIA: operand slots of the backward program */
+  int emu;        /* NVIDIA: PTX emulated (tests on other devices) */
+  int dense_rows; /* NVIDIA forward: query rows per work-group of attn_tau_dense (0: attn_tau
+                     sweeps itself); the dense program's plan: its ASP_TQ */
 } asp_attn_plan;
 
 /* The plan of the row program. */
