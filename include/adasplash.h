@@ -417,7 +417,9 @@ ADASPLASH_API void adasplash_attention_desc_init(adasplash_attention_desc *desc)
  * block bitmap and its transpose, row statistics, a shape fingerprint) and workspace (scratch of
  * one call). For decode shapes of the entmax algorithm (q_len <= the tuning's decode_max_q, 16 by
  * default) the workspace also holds what the split-KV decode path keeps: the scores of the rows,
- * batch*q_heads*q_len*kv_len floats, and the partial outputs of its key splits. */
+ * batch*q_heads*q_len*kv_len floats, and the partial outputs of its key splits. On the NVIDIA
+ * tensor-core path it also holds the dense sweep's per-row results for the threshold pass:
+ * 4 * (4 + 3 * (bins + 1)) bytes per query row (220 with the default 16 bins). */
 ADASPLASH_API adasplash_status adasplash_attention_saved_size(const adasplash_context *ctx,
                                                               const adasplash_attention_desc *desc,
                                                               size_t *bytes);
