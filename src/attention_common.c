@@ -83,16 +83,23 @@ adasplash_status asp_layout_resolve(const adasplash_context *ctx, const char *fn
   return ADASPLASH_SUCCESS;
 }
 
-adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
-                                     const adasplash_attention_desc *desc, const char *fn,
-                                     asp_attn_problem *pr) {
-  memset(pr, 0, sizeof *pr);
+adasplash_status asp_attn_check_desc_present(const adasplash_context *ctx,
+                                             const adasplash_attention_desc *desc, const char *fn) {
   if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
   if (!desc) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
   if (desc->struct_size != sizeof *desc)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
                     "%s: desc->struct_size=%zu, expected %zu (use adasplash_attention_desc_init)",
                     fn, desc->struct_size, sizeof *desc);
+  return ADASPLASH_SUCCESS;
+}
+
+adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
+                                     const adasplash_attention_desc *desc, const char *fn,
+                                     asp_attn_problem *pr) {
+  memset(pr, 0, sizeof *pr);
+  const adasplash_status present = asp_attn_check_desc_present(ctx, desc, fn);
+  if (present != ADASPLASH_SUCCESS) return present;
   const adasplash_attention_desc *d = desc;
   if (adasplash_dtype_size(d->dtype) == 0)
     return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc->dtype=%d is not a dtype", fn,

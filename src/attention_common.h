@@ -33,6 +33,10 @@ size_t asp_attn_local_avail(const asp_tuning *tu);
 adasplash_status asp_check_local_mem(const adasplash_context *ctx, const char *name,
                                      const char *file, size_t used, size_t want);
 
+/* ctx and desc are there and desc->struct_size is this library's (the first checks of every
+ * attention call). */
+adasplash_status asp_attn_check_desc_present(const adasplash_context *ctx,
+                                             const adasplash_attention_desc *desc, const char *fn);
 /* Validates desc (every field, layouts included) and fills pr. fn names the caller. */
 adasplash_status asp_attn_check_desc(const adasplash_context *ctx,
                                      const adasplash_attention_desc *desc, const char *fn,

@@ -186,12 +186,8 @@ static adasplash_status asp_shard_check(adasplash_context *ctx,
                                         const adasplash_shard *shard, const char *fn,
                                         asp_shard_call *c) {
   memset(c, 0, sizeof *c);
-  if (!ctx) return asp_fail(NULL, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
-  if (!desc) return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT, "%s: desc is NULL", fn);
-  if (desc->struct_size != sizeof *desc)
-    return asp_fail(ctx, ADASPLASH_ERROR_INVALID_ARGUMENT,
-                    "%s: desc->struct_size=%zu, expected %zu (use adasplash_attention_desc_init)",
-                    fn, desc->struct_size, sizeof *desc);
+  const adasplash_status present = asp_attn_check_desc_present(ctx, desc, fn);
+  if (present != ADASPLASH_SUCCESS) return present;
   /* The global problem with contiguous k and v (the shard's k and v are resolved below). */
   adasplash_attention_desc g = *desc;
   memset(&g.k, 0, sizeof g.k);
