@@ -286,8 +286,10 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   if (st == ADASPLASH_SUCCESS && plan.attn.dense_rows > 0) {
     /* The dense sweep in its own kernel, TQ rows per work-group (NVIDIA path). */
     asp_plan dense;
+    memset(&dense, 0, sizeof dense);
     st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_DENSE, d->dtype, d->head_dim, &dense);
-    const size_t tq = (size_t)dense.attn.dense_rows, dwg = (size_t)dense.attn.wg;
+    const size_t tq = st == ADASPLASH_SUCCESS ? (size_t)dense.attn.dense_rows : 1;
+    const size_t dwg = (size_t)dense.attn.wg;
     size_t dlocal[3] = {dwg, 1, 1};
     size_t dglobal[3] = {(((size_t)g.q_len + tq - 1) / tq) * dwg, (size_t)g.q_heads,
                          (size_t)g.batch};
