@@ -320,13 +320,18 @@ void attn_run_free(attn_run *r) {
   memset(r, 0, sizeof *r);
 }
 
-int attn_products_round(adasplash_context *ctx, const attn_case *c, double *u) {
+int attn_products_round_unit(adasplash_context *ctx, adasplash_dtype dtype, int head_dim,
+                             double *u) {
   adasplash_device_info info;
   info.struct_size = sizeof info;
-  *u = c->dtype == ADASPLASH_F16 ? ldexp(1.0, -11) : ldexp(1.0, -8);
-  if (c->dtype == ADASPLASH_F32 || c->head_dim > 128) return 0;
+  *u = dtype == ADASPLASH_F16 ? ldexp(1.0, -11) : ldexp(1.0, -8);
+  if (dtype == ADASPLASH_F32 || head_dim > 128) return 0;
   if (adasplash_context_get_device_info(ctx, &info) != ADASPLASH_SUCCESS) return 0;
   return info.kernel_path == ADASPLASH_PATH_NVIDIA_MMA;
+}
+
+int attn_products_round(adasplash_context *ctx, const attn_case *c, double *u) {
+  return attn_products_round_unit(ctx, c->dtype, c->head_dim, u);
 }
 
 /* Keys visible to row i of batch b (the library's rule). */

@@ -76,6 +76,9 @@ void attn_run_free(attn_run *r);
  * (fp32 accumulation); fp32 storage and head dims above 128 stay on the portable path, which
  * multiplies in fp32. 1 when this run's products round, with *u the format's unit roundoff. */
 int attn_products_round(adasplash_context *ctx, const attn_case *c, double *u);
+/* The same for any call of a dtype and head dim (tests without an attn_case). */
+int attn_products_round_unit(adasplash_context *ctx, adasplash_dtype dtype, int head_dim,
+                             double *u);
 
 /* Normalised probabilities [B*Hq*q_len][kv_len] of the softmax baseline (0 where not visible). */
 void attn_softmax_probs(const attn_problem *p, double *probs);
