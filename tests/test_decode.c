@@ -106,18 +106,8 @@ static void fill(double *x, size_t n, adasplash_dtype dt, unsigned long long see
 }
 
 static adasplash_attention_desc make_desc(const dcase *c) {
-  adasplash_attention_desc d;
-  adasplash_attention_desc_init(&d);
-  d.dtype = c->dtype;
-  d.batch = c->batch;
-  d.q_heads = c->q_heads;
-  d.kv_heads = c->kv_heads;
-  d.q_len = c->q_len;
-  d.kv_len = c->kv_len;
-  d.head_dim = c->head_dim;
-  d.causal = c->causal;
-  d.alpha = c->alpha > 0 ? (float)c->alpha : 1.5f;
-  return d;
+  return test_attention_desc(c->dtype, c->batch, c->q_heads, c->kv_heads, c->q_len, c->kv_len,
+                             c->head_dim, c->causal, c->alpha > 0 ? (float)c->alpha : 1.5f);
 }
 
 /* Contiguous: the decode path (inference) and the fused forward (saved buffer) against the

@@ -135,3 +135,20 @@ const char *test_tune_with_env(char *buf, size_t size, const char *base) {
   snprintf(buf, size, "%s%s%s", base, env ? "," : "", env ? env : "");
   return buf;
 }
+
+adasplash_attention_desc test_attention_desc(adasplash_dtype dtype, int batch, int q_heads,
+                                             int kv_heads, int q_len, int kv_len, int head_dim,
+                                             int causal, float alpha) {
+  adasplash_attention_desc d;
+  adasplash_attention_desc_init(&d);
+  d.dtype = dtype;
+  d.batch = batch;
+  d.q_heads = q_heads;
+  d.kv_heads = kv_heads;
+  d.q_len = q_len;
+  d.kv_len = kv_len;
+  d.head_dim = head_dim;
+  d.causal = causal;
+  d.alpha = alpha;
+  return d;
+}

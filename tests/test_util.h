@@ -32,6 +32,10 @@ void test_require(adasplash_context *ctx, adasplash_status st, const char *what)
 
 /* dtype helpers: round doubles through dtype and back; pack to/from host bytes. */
 double test_round(double v, adasplash_dtype dtype);
+/* An attention descriptor of the given shape (contiguous layouts, the entmax defaults). */
+adasplash_attention_desc test_attention_desc(adasplash_dtype dtype, int batch, int q_heads,
+                                             int kv_heads, int q_len, int kv_len, int head_dim,
+                                             int causal, float alpha);
 /* "base" followed by $ADASPLASH_TUNE (an options string replaces the variable, and CTest selects
  * variants through it), written into buf. */
 const char *test_tune_with_env(char *buf, size_t size, const char *base);
