@@ -67,21 +67,15 @@ static void reference(const dcase *c, const double *q, const double *k, const do
     printf("FAIL: reference\n");
     exit(1);
   }
-  const int G = c->q_heads / c->kv_heads;
-  for (size_t r = 0; r < rows; ++r) {
-    const size_t b = r / ((size_t)c->q_heads * c->q_len), h = (r / c->q_len) % c->q_heads;
-    const double *pr = p + r * (size_t)c->kv_len;
-    size_t nnz = 0;
-    for (int j = 0; j < c->kv_len; ++j) nnz += pr[j] > 0;
-    for (size_t d = 0; d < D; ++d) {
-      double m = 0;
-      for (int j = 0; j < c->kv_len; ++j)
-        if (pr[j] > 0) m += pr[j] * fabs(v[(((b * c->kv_heads + h / G) * c->kv_len) + j) * D + d]);
-      tol[r * D + d] =
-          1e-4 + unit(c->dtype) * fabs(out[r * D + d]) + 4.0 * ldexp(1.0, -24) * (double)nnz * m;
-      if (pmag) pmag[r * D + d] = m;
-    }
-  }
+  double *mag = pmag ? pmag : (double *)malloc(rows * D * sizeof(double));
+  size_t *nnz = (size_t *)malloc(rows * sizeof(size_t));
+  test_pv_magnitudes(p, v, c->batch, c->q_heads, c->kv_heads, c->q_len, c->kv_len, c->head_dim, mag,
+                     nnz);
+  for (size_t i = 0; i < rows * D; ++i)
+    tol[i] =
+        1e-4 + unit(c->dtype) * fabs(out[i]) + 4.0 * ldexp(1.0, -24) * (double)nnz[i / D] * mag[i];
+  if (mag != pmag) free(mag);
+  free(nnz);
   free(p);
 }
 

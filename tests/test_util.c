@@ -3,6 +3,7 @@
  */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,4 +152,24 @@ adasplash_attention_desc test_attention_desc(adasplash_dtype dtype, int batch, i
   d.causal = causal;
   d.alpha = alpha;
   return d;
+}
+
+void test_pv_magnitudes(const double *p, const double *v, int batch, int q_heads, int kv_heads,
+                        int q_len, int kv_len, int head_dim, double *mag, size_t *nnz) {
+  const size_t rows = (size_t)batch * q_heads * q_len, D = (size_t)head_dim;
+  const int G = q_heads / kv_heads;
+  for (size_t r = 0; r < rows; ++r) {
+    const size_t b = r / ((size_t)q_heads * q_len), h = (r / q_len) % q_heads;
+    const double *pr = p + r * (size_t)kv_len;
+    const double *vh = v + (b * kv_heads + h / G) * (size_t)kv_len * D;
+    size_t n = 0;
+    for (int j = 0; j < kv_len; ++j) n += pr[j] > 0;
+    nnz[r] = n;
+    for (size_t d = 0; d < D; ++d) {
+      double m = 0;
+      for (int j = 0; j < kv_len; ++j)
+        if (pr[j] > 0) m += pr[j] * fabs(vh[(size_t)j * D + d]);
+      mag[r * D + d] = m;
+    }
+  }
 }

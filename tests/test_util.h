@@ -32,6 +32,12 @@ void test_require(adasplash_context *ctx, adasplash_status st, const char *what)
 
 /* dtype helpers: round doubles through dtype and back; pack to/from host bytes. */
 double test_round(double v, adasplash_dtype dtype);
+/* For probabilities p [batch*q_heads*q_len][kv_len] and values v
+ * [batch][kv_heads][kv_len][head_dim] (contiguous; q head h reads kv head h / (q_heads/kv_heads)):
+ * mag[r*head_dim + d] = sum_j p_rj |v_jd| over the row's nonzero p, the first-order magnitude of an
+ * error in P V, and nnz[r] their count. */
+void test_pv_magnitudes(const double *p, const double *v, int batch, int q_heads, int kv_heads,
+                        int q_len, int kv_len, int head_dim, double *mag, size_t *nnz);
 /* An attention descriptor of the given shape (contiguous layouts, the entmax defaults). */
 adasplash_attention_desc test_attention_desc(adasplash_dtype dtype, int batch, int q_heads,
                                              int kv_heads, int q_len, int kv_len, int head_dim,
