@@ -143,8 +143,18 @@ typedef struct asp_attn_args {
  * l^(alpha-2), delta, visible keys). */
 #define ASP_QROW_BYTES(T) (6 * 4 * (T))
 
-/* Split-KV decode, decode_pv (attn_decode.cl): per split of SPLIT keys the support's keys and
- * probabilities, and WG + 1 chunk counts (ints). The other decode kernels declare none. */
-#define ASP_DEC_PV_BYTES(SPLIT, WG) (4 * (2 * (SPLIT) + (WG) + 1))
+/* Split-KV decode (attn_decode.cl): query rows per block. The scores, histograms and P V of up to
+ * this many rows of a kv head's group share each load of a key or value row. */
+#define ASP_DEC_RB 8
+/* decode_scores: the key tile as 16-byte chunks (TK keys, a stride of D * ESIZE / 16 + 1 chunks:
+ * an odd number of chunks, so that the 16-byte reads of consecutive keys spread over the banks),
+ * the row block's scaled queries (fp32), its histogram windows (3 x W words per row) and four words
+ * per row (max key, count, bad flag, anchor). D: the padded head dim, ESIZE: bytes per element. */
+#define ASP_DEC_SCORES_BYTES(TK, D, ESIZE, W)                                               \
+  (16 * (TK) * ((D) * (ESIZE) / 16 + 1) + 4 * ASP_DEC_RB * (D) + 4 * ASP_DEC_RB * 3 * (W) + \
+   16 * ASP_DEC_RB)
+/* decode_pv: a chunk's weights ([WG][RB] floats), its key flags and two "any" flags, and the
+ * reduction of the row block's sums of weights ([RB][WG] floats). */
+#define ASP_DEC_PV_BYTES(WG) (4 * (2 * (WG)*ASP_DEC_RB + (WG) + 2))
 
 #endif /* ASP_ABI_H */

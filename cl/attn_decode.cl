@@ -1,23 +1,39 @@
 /*
  * attn_decode.cl - the split-KV decode path of alpha-entmax attention (few query rows against a
- * long, possibly paged, key range). Three kernels around the row operator (entmax_rows.cl, which
- * solves tau with entmax_solver.clh on the stored scores):
- *   decode_scores   z = scale * q.k for every query row of a kv head's group (the q heads that
- *                   share it: GQA) against one key per work-item, into a [rows, kv_len] fp32
- *                   workspace; also each row's visible key count and alpha;
- *   (row operator)  p = entmax(z) in place, normalised by its measured sum;
- *   decode_pv       per split of ASP_SPLIT keys, the partial sum p v of every row of the group;
- *   decode_combine  out = the sum of the splits' partials (with tau fixed the splits are
- *                   independent: no rescaling), in a fixed order, stored in the output's dtype.
+ * long, possibly paged, key range). Three kernels around the row program's entmax_seg_solve
+ * (entmax_rows.cl, which merges the splits' histograms and solves tau with entmax_solver.clh on the
+ * stored scores, one work-group per row):
+ *   decode_scores   per split of keys and row block of a kv head's group (the q heads that share
+ *                   it: GQA), z = scale * q.k into a [rows, kv_len] fp32 workspace, and per row the
+ *                   split's max, valid count, bad flag and histogram window in entmax_seg_hist's
+ *                   format (every split anchors its window at the row's score of key 0, so the
+ *                   windows share one grid and merge); also each row's visible key count and alpha;
+ *   (entmax_seg_solve) per row: merged histogram -> bracket -> sweeps -> tau (the solver state);
+ *   decode_pv       per split, the partial sum w v of every row of the group and the partial sum
+ *                   of w, where w = p = g((alpha-1)(z - m) - tau) of the solved rows (decode) or
+ *                   the weights given (the shard path's P and dZ);
+ *   decode_combine  out = the sum of the splits' partials divided by the sum of p (with tau fixed
+ *                   the splits are independent: no rescaling), in a fixed order, in out's dtype.
  * K and V are read either from [batch, kv_heads, kv_len, head_dim] layouts or through a block
  * table (page_size > 0): key j of sequence b is row j % page_size of page table[b][j / page_size],
- * and the layout's batch stride is the page stride. Defines: ASP_DTYPE, ASP_WG, ASP_DPL (head-dim
- * columns per work-item in decode_pv: ceil(padded head dim / ASP_WG)), ASP_SPLIT (keys per split).
+ * and the layout's batch stride is the page stride.
+ * Defines: ASP_DTYPE, ASP_WG (work-items of decode_pv and decode_combine), ASP_DPL (head-dim
+ * columns per work-item in decode_pv: ceil(padded head dim / ASP_WG)), ASP_DEC_TK (work-items of
+ * decode_scores = keys per tile), ASP_DEC_D (padded head dim), ASP_BINS (the row program's bins).
  */
+#include "abi.h"
 #include "common.clh"
+#include "entmax_solver.clh"
 #include "geometry.clh"
 
-#define ASP_DEC_ROWS 8 /* query rows whose dot products one work-item accumulates together */
+#define ASP_W (ASP_BINS + 1)
+#if ASP_DTYPE == 0
+#define ASP_DEC_VEC 4 /* elements per 16-byte chunk */
+#else
+#define ASP_DEC_VEC 8
+#endif
+#define ASP_DEC_CH (ASP_DEC_D / ASP_DEC_VEC) /* chunks per key row */
+#define ASP_DEC_KS (ASP_DEC_CH + 1)          /* chunk stride of the local key tile */
 
 /* Element offset of key (or value) row j of sequence b, kv head h: contiguous, or paged. Page
  * numbers outside [0, num_pages) cannot come from a table the host validated; they read page 0
@@ -37,146 +53,357 @@ inline size_t asp_dec_row(const asp_geom *g, int b, int kvh, int r) {
   return ((size_t)b * (size_t)g->q_heads + (size_t)h) * (size_t)g->q_len + (size_t)i;
 }
 
-/* Stores row r's score of key j where the key is visible to the row. */
-inline void asp_dec_store(const asp_geom *g, float z, int b, int kvh, int r, int j, int lq, int lk,
-                          __global float *scores) {
-  if (j < asp_visible(g, r % g->q_len, lq, lk))
-    scores[asp_dec_row(g, b, kvh, r) * (size_t)g->kv_len + (size_t)j] = z;
+/* Chunk ch (16 bytes, ASP_DEC_VEC elements) of the row at element offset base as raw bits, zero
+ * past d_len elements: one vector load where the chunk is whole and 16-byte aligned (buffers are
+ * aligned far more), else element by element. Elements pack little-endian, as memory holds them. */
+inline uint4 asp_dec_chunk(__global const store_t *p, ulong base, int ch, int d_len) {
+  const int e0 = ch * ASP_DEC_VEC;
+  const ulong at = base + (ulong)e0;
+  if (e0 + ASP_DEC_VEC <= d_len && at % ASP_DEC_VEC == 0) return *(__global const uint4 *)(p + at);
+  uint w[4] = {0u, 0u, 0u, 0u};
+  for (int u = 0; u < ASP_DEC_VEC && e0 + u < d_len; ++u) {
+#if ASP_DTYPE == 0
+    w[u] = as_uint(p[at + (ulong)u]);
+#else
+    w[u / 2] |= (uint)((__global const ushort *)p)[at + (ulong)u] << (16 * (u % 2));
+#endif
+  }
+  return (uint4)(w[0], w[1], w[2], w[3]);
 }
 
-/* global (>= max(kv_len, rows of a group), kv_heads, batch): work-item j owns key j. */
-__kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void decode_scores(
+/* The ASP_DEC_VEC elements of a staged chunk as floats. */
+inline void asp_dec_chunk_floats(__local const uint4 *src, float *dst) {
+#if ASP_DTYPE == 0
+  const float4 f = as_float4(*src);
+  dst[0] = f.x;
+  dst[1] = f.y;
+  dst[2] = f.z;
+  dst[3] = f.w;
+#elif ASP_DTYPE == 1
+  const float8 f = vload_half8(0, (__local const half *)src);
+  dst[0] = f.s0;
+  dst[1] = f.s1;
+  dst[2] = f.s2;
+  dst[3] = f.s3;
+  dst[4] = f.s4;
+  dst[5] = f.s5;
+  dst[6] = f.s6;
+  dst[7] = f.s7;
+#else
+  const uint4 w = *src;
+  const uint ws[4] = {w.x, w.y, w.z, w.w};
+  for (int i = 0; i < 4; ++i) {
+    dst[2 * i] = as_float(ws[i] << 16);
+    dst[2 * i + 1] = as_float(ws[i] & 0xffff0000u);
+  }
+#endif
+}
+
+inline float asp_dec_alpha(const asp_attn_args *a, __global const float *alpha_heads, int h) {
+  return a->has_alpha ? alpha_heads[h] : a->alpha;
+}
+
+/* global (nseg * ASP_DEC_TK, kv_heads, batch): work-group s covers keys [s * split, (s + 1) *
+ * split) of one (batch, kv head) for every row of its group, ASP_DEC_RB rows at a time. Per tile of
+ * ASP_DEC_TK keys: the tile is staged with 16-byte loads (coalesced), then work-item t computes
+ * the scores of key t for the block's rows. After the split: its max per row, then a second look at
+ * the scores this work-item wrote bins them (entmax_seg_hist's window format, at = row * nseg + s).
+ * split is a multiple of ASP_DEC_TK. */
+__kernel __attribute__((reqd_work_group_size(ASP_DEC_TK, 1, 1))) void decode_scores(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const int *q_lens, __global const int *kv_lens, __global const float *alpha_heads,
-    __global const int *table, int page_size, int max_blocks, int num_pages, __global float *scores,
-    __global int *visible, __global float *alpha_rows) {
-  const int j = (int)get_global_id(0), kvh = (int)get_global_id(1), b = (int)get_global_id(2);
+    __global const int *table, int page_size, int max_blocks, int num_pages, int split, int nseg,
+    float qscale, __global float *scores, __global int *visible, __global float *alpha_rows,
+    __global float *seg_max, __global int *seg_info, __global uint *seg_hist) {
+  __local uint4 ktile[ASP_DEC_TK * ASP_DEC_KS];
+  __local float4 qblk[ASP_DEC_RB * ASP_DEC_D / 4];
+  __local uint hc[ASP_DEC_RB * ASP_W], h1[ASP_DEC_RB * ASP_W], h2[ASP_DEC_RB * ASP_W];
+  __local int mkey[ASP_DEC_RB], nval[ASP_DEC_RB], badf[ASP_DEC_RB];
+  __local float anc[ASP_DEC_RB];
+  const int s = (int)get_group_id(0), lid = (int)get_local_id(0);
+  const int kvh = (int)get_global_id(1), b = (int)get_global_id(2);
   const asp_geom g = a.g;
   const int group = g.q_heads / g.kv_heads, R = group * g.q_len, D = g.head_dim;
   const int lq = asp_batch_len(q_lens, g.has_qlens, b, g.q_len);
   const int lk = asp_batch_len(kv_lens, g.has_kvlens, b, g.kv_len);
-  if (j < R) {
-    const size_t row = asp_dec_row(&g, b, kvh, j);
-    visible[row] = asp_visible(&g, j % g.q_len, lq, lk);
-    if (a.has_alpha) alpha_rows[row] = alpha_heads[kvh * group + j / g.q_len];
-  }
-  if (j >= lk) return;
-  const ulong kb = asp_kv_row(a.k, b, kvh, j, table, page_size, max_blocks, num_pages);
-  /* Blocks of ASP_DEC_ROWS rows share each load of k; the remaining rows go one at a time. */
-  int r0 = 0;
-  for (; r0 + ASP_DEC_ROWS <= R; r0 += ASP_DEC_ROWS) {
-    float acc[ASP_DEC_ROWS];
-    float4 acc4[ASP_DEC_ROWS]; /* lane sums, added once at the end (no horizontal add per step) */
-    ulong qb[ASP_DEC_ROWS];
-    for (int t = 0; t < ASP_DEC_ROWS; ++t) {
-      const int r = r0 + t;
-      qb[t] = asp_row0(a.q, b, kvh * group + r / g.q_len, r % g.q_len);
-      acc4[t] = (float4)(0.0f);
+  const int j0 = s * split, j1 = asp_min_int(j0 + split, lk);
+  const float bins = (float)ASP_BINS;
+  if (s == 0)
+    for (int r = lid; r < R; r += ASP_DEC_TK) {
+      const size_t row = asp_dec_row(&g, b, kvh, r);
+      visible[row] = asp_visible(&g, r % g.q_len, lq, lk);
+      if (a.has_alpha) alpha_rows[row] = alpha_heads[kvh * group + r / g.q_len];
     }
-    int d = 0;
-    for (; d + 4 <= D; d += 4) {
-      const float4 kd = asp_load4(k + (kb + (ulong)d));
-      for (int t = 0; t < ASP_DEC_ROWS; ++t) acc4[t] += asp_load4(q + (qb[t] + (ulong)d)) * kd;
+  __local float *qf = (__local float *)qblk;
+  for (int rb0 = 0; rb0 < R; rb0 += ASP_DEC_RB) {
+    const int nr = asp_min_int(ASP_DEC_RB, R - rb0);
+    for (int i = lid; i < ASP_DEC_RB * ASP_DEC_D; i += ASP_DEC_TK) {
+      const int r = i / ASP_DEC_D, d = i % ASP_DEC_D, rr = rb0 + r;
+      float v = 0.0f;
+      if (r < nr && d < D)
+        v = a.scale *
+            ASP_LOAD(q, asp_row0(a.q, b, kvh * group + rr / g.q_len, rr % g.q_len) + (ulong)d);
+      qf[i] = v;
     }
-    for (int t = 0; t < ASP_DEC_ROWS; ++t)
-      acc[t] = (acc4[t].x + acc4[t].y) + (acc4[t].z + acc4[t].w);
-    for (; d < D; ++d) {
-      const float kd = ASP_LOAD(k, kb + (ulong)d);
-      for (int t = 0; t < ASP_DEC_ROWS; ++t) acc[t] += ASP_LOAD(q, qb[t] + (ulong)d) * kd;
+    for (int i = lid; i < ASP_DEC_RB * ASP_W; i += ASP_DEC_TK) hc[i] = h1[i] = h2[i] = 0u;
+    if (lid < ASP_DEC_RB) {
+      mkey[lid] = asp_order_key(-INFINITY);
+      nval[lid] = 0;
+      badf[lid] = 0;
     }
-    for (int t = 0; t < ASP_DEC_ROWS; ++t)
-      asp_dec_store(&g, a.scale * acc[t], b, kvh, r0 + t, j, lq, lk, scores);
-  }
-  for (; r0 < R; ++r0) {
-    const ulong qb = asp_row0(a.q, b, kvh * group + r0 / g.q_len, r0 % g.q_len);
-    float acc = 0.0f;
-    int d = 0;
-    for (; d + 4 <= D; d += 4) {
-      const float4 qd = asp_load4(q + (qb + (ulong)d)), kd = asp_load4(k + (kb + (ulong)d));
-      acc += qd.x * kd.x + qd.y * kd.y + qd.z * kd.z + qd.w * kd.w;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* The anchor of row r: its score of key 0 (every split computes the same value). */
+    if (lid < nr) {
+      float z = 0.0f;
+      if (lk > 0) {
+        const ulong kb = asp_kv_row(a.k, b, kvh, 0, table, page_size, max_blocks, num_pages);
+        for (int d = 0; d < D; ++d) z = mad(qf[lid * ASP_DEC_D + d], ASP_LOAD(k, kb + (ulong)d), z);
+      }
+      anc[lid] = z;
     }
-    for (; d < D; ++d) acc += ASP_LOAD(q, qb + (ulong)d) * ASP_LOAD(k, kb + (ulong)d);
-    asp_dec_store(&g, a.scale * acc, b, kvh, r0, j, lq, lk, scores);
+    int vis[ASP_DEC_RB];
+    size_t rowi[ASP_DEC_RB];
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      const int rr = asp_min_int(rb0 + r, R - 1);
+      vis[r] = r < nr ? asp_min_int(asp_visible(&g, rr % g.q_len, lq, lk), j1) : 0;
+      rowi[r] = asp_dec_row(&g, b, kvh, rr);
+    }
+    float rmax[ASP_DEC_RB];
+    int cnt[ASP_DEC_RB], isbad = 0;
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      rmax[r] = -INFINITY;
+      cnt[r] = 0;
+    }
+    for (int t0 = j0; t0 < j1; t0 += ASP_DEC_TK) {
+      for (int c = lid; c < ASP_DEC_TK * ASP_DEC_CH; c += ASP_DEC_TK) {
+        const int t = c / ASP_DEC_CH, ch = c % ASP_DEC_CH, j = t0 + t;
+        uint4 v = (uint4)(0u);
+        if (j < j1)
+          v = asp_dec_chunk(k, asp_kv_row(a.k, b, kvh, j, table, page_size, max_blocks, num_pages),
+                            ch, D);
+        ktile[t * ASP_DEC_KS + ch] = v;
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+      const int j = t0 + lid;
+      if (j < j1) {
+        float acc[ASP_DEC_RB];
+        for (int r = 0; r < ASP_DEC_RB; ++r) acc[r] = 0.0f;
+        for (int ch = 0; ch < ASP_DEC_CH; ++ch) {
+          float kv[ASP_DEC_VEC];
+          asp_dec_chunk_floats(&ktile[lid * ASP_DEC_KS + ch], kv);
+          for (int r = 0; r < ASP_DEC_RB; ++r)
+            for (int u4 = 0; u4 < ASP_DEC_VEC / 4; ++u4) {
+              const float4 qv = qblk[(r * ASP_DEC_D + ch * ASP_DEC_VEC) / 4 + u4];
+              acc[r] = mad(kv[4 * u4 + 0], qv.x, acc[r]);
+              acc[r] = mad(kv[4 * u4 + 1], qv.y, acc[r]);
+              acc[r] = mad(kv[4 * u4 + 2], qv.z, acc[r]);
+              acc[r] = mad(kv[4 * u4 + 3], qv.w, acc[r]);
+            }
+        }
+        for (int r = 0; r < ASP_DEC_RB; ++r) {
+          if (j >= vis[r]) continue;
+          const float z = acc[r];
+          scores[rowi[r] * (size_t)g.kv_len + (size_t)j] = z;
+          if (z == -INFINITY) continue;
+          if (!isfinite(z)) {
+            isbad |= 1 << r;
+            continue;
+          }
+          ++cnt[r];
+          rmax[r] = fmax(rmax[r], z);
+        }
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    /* Loops over a block's rows run to ASP_DEC_RB (unrolled: the per-row arrays stay in
+     * registers) and skip rows past nr. */
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      if (r >= nr) continue;
+      if (cnt[r]) {
+        atomic_add(&nval[r], cnt[r]);
+        atomic_max(&mkey[r], asp_order_key(rmax[r]));
+      }
+      if (isbad & (1 << r)) atomic_or(&badf[r], 1);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* Second look: each work-item bins the scores it wrote (program order makes them visible). */
+    int tops[ASP_DEC_RB];
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      tops[r] = ASP_HIST_NONE;
+      if (r >= nr) continue;
+      const float am1 = asp_dec_alpha(&a, alpha_heads, kvh * group + (rb0 + r) / g.q_len) - 1.0f;
+      const float smax = asp_order_value(mkey[r]);
+      tops[r] = nval[r] > 0 ? asp_hist_top(am1 * (smax - anc[r]), bins) : ASP_HIST_NONE;
+      if (tops[r] == ASP_HIST_NONE) continue;
+      __global const float *zr = scores + rowi[r] * (size_t)g.kv_len;
+      for (int jj = j0 + lid; jj < vis[r]; jj += ASP_DEC_TK) {
+        const float z = zr[jj];
+        if (isfinite(z))
+          asp_hist_add(hc + r * ASP_W, h1 + r * ASP_W, h2 + r * ASP_W, ASP_W, tops[r],
+                       am1 * (z - anc[r]), bins, qscale);
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      if (r >= nr) continue;
+      const size_t at = rowi[r] * (size_t)nseg + (size_t)s;
+      if (lid == 0) {
+        seg_max[2 * at + 0] = nval[r] > 0 ? asp_order_value(mkey[r]) : -INFINITY;
+        seg_max[2 * at + 1] = anc[r];
+        seg_info[3 * at + 0] = tops[r];
+        seg_info[3 * at + 1] = nval[r];
+        seg_info[3 * at + 2] = badf[r];
+      }
+      for (int i = lid; i < ASP_W; i += ASP_DEC_TK) {
+        seg_hist[(3 * at + 0) * ASP_W + i] = hc[r * ASP_W + i];
+        seg_hist[(3 * at + 1) * ASP_W + i] = h1[r * ASP_W + i];
+        seg_hist[(3 * at + 2) * ASP_W + i] = h2[r * ASP_W + i];
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE); /* the next row block reuses the local arrays */
   }
 }
 
-/* global (nsplit * ASP_WG, kv_heads, batch): work-group s sums p v over keys
- * [s * ASP_SPLIT, (s + 1) * ASP_SPLIT) for every row of its group. The split's nonzero
- * probabilities (most are zero) are first listed in local memory in key order (each work-item
- * counts a contiguous chunk, one prefix sum places them), so every work-item then visits only the
- * value rows in the support, owning head-dim columns. part: [nsplit, rows, head_dim]. Local: one
- * arena of ASP_DEC_PV_BYTES(ASP_SPLIT, ASP_WG) (cl/abi.h): keys, probabilities, chunk counts. */
+/* Weight of score z of a solved row (max m, threshold result relative to it, status): p =
+ * g((alpha-1)(z - m) - result), unnormalised (NaN for rows with non-finite scores, 0 for empty
+ * ones). */
+inline float asp_dec_prob(float z, float m, float result, int status, float alpha) {
+  if (status == ASP_ROW_BAD) return NAN;
+  if (status == ASP_ROW_EMPTY) return 0.0f;
+  const float am1 = alpha - 1.0f;
+  return asp_g(am1 * (z - m) - result, 1.0f / am1, asp_alpha_mode(alpha));
+}
+
+/* global (nsplit * ASP_WG, kv_heads, batch): work-group s sums w v over keys [s * split, (s + 1) *
+ * split) for the rows of its group, ASP_DEC_RB rows at a time. Per chunk of ASP_WG keys, work-item
+ * t finds the weights of key t for the block's rows; then every work-item, owning head-dim columns,
+ * visits the chunk's keys in order and reads the value row of each key some row weighs (most
+ * weigh none: entmax is sparse), so a value row is read once for the whole block. w: weights
+ * [rows, kv_len] (has_states = 0) or scores turned into p by the rows' solved states (and alpha
+ * per row when a.has_alpha). part: [nsplit, rows, head_dim]; psum (has_states): [nsplit, rows],
+ * the split's sum of p per row. */
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void decode_pv(
     asp_attn_args a, __global const store_t *v, __global const int *table, int page_size,
-    int max_blocks, int num_pages, __global const float *p, __global const int *visible,
-    __global float *part) {
-  __local int arena[ASP_DEC_PV_BYTES(ASP_SPLIT, ASP_WG) / 4];
-  __local int *keys = arena, *probs = arena + ASP_SPLIT, *counts = arena + 2 * ASP_SPLIT;
+    int max_blocks, int num_pages, int split, __global const float *w, __global const int *visible,
+    __global const asp_row_solver *states, __global const float *alpha_rows, int has_states,
+    __global float *part, __global float *psum) {
+  __local float wts[ASP_WG * ASP_DEC_RB];
+  __local float red[ASP_DEC_RB * ASP_WG];
+  __local int flag[ASP_WG], any[2];
   const int s = (int)get_group_id(0), lid = (int)get_local_id(0);
   const int kvh = (int)get_global_id(1), b = (int)get_global_id(2);
   const asp_geom g = a.g;
   const int group = g.q_heads / g.kv_heads, R = group * g.q_len, D = g.head_dim;
   const size_t rows = (size_t)g.batch * (size_t)g.q_heads * (size_t)g.q_len;
-  const int chunk = (ASP_SPLIT + ASP_WG - 1) / ASP_WG;
-  for (int r = 0; r < R; ++r) {
-    const size_t row = asp_dec_row(&g, b, kvh, r);
-    const int j0 = s * ASP_SPLIT, j1 = asp_min_int(j0 + ASP_SPLIT, visible[row]);
-    const int e0 = j0 + lid * chunk, e1 = asp_min_int(e0 + chunk, j1);
-    __global const float *pr = p + row * (size_t)g.kv_len;
-    int c = 0;
-    for (int e = e0; e < e1; ++e) c += pr[e] != 0.0f;
-    counts[lid] = c;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-      int sum = 0;
-      for (int w = 0; w < ASP_WG; ++w) {
-        const int t = counts[w];
-        counts[w] = sum;
-        sum += t;
+  const int j0 = s * split, j1 = asp_min_int(j0 + split, g.kv_len);
+  for (int rb0 = 0; rb0 < R; rb0 += ASP_DEC_RB) {
+    const int nr = asp_min_int(ASP_DEC_RB, R - rb0);
+    size_t rowi[ASP_DEC_RB];
+    int vis[ASP_DEC_RB];
+    float m[ASP_DEC_RB], res[ASP_DEC_RB], alpha[ASP_DEC_RB];
+    int status[ASP_DEC_RB];
+    float acc[ASP_DEC_RB][ASP_DPL], sum[ASP_DEC_RB];
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      rowi[r] = asp_dec_row(&g, b, kvh, asp_min_int(rb0 + r, R - 1));
+      vis[r] = r < nr ? asp_min_int(visible[rowi[r]], j1) : 0;
+      m[r] = res[r] = 0.0f;
+      status[r] = ASP_ROW_EMPTY;
+      alpha[r] = a.alpha;
+      if (has_states) {
+        const asp_row_solver st = states[rowi[r]];
+        m[r] = st.m;
+        res[r] = st.result;
+        status[r] = st.status;
+        if (a.has_alpha) alpha[r] = alpha_rows[rowi[r]];
       }
-      counts[ASP_WG] = sum;
+      sum[r] = 0.0f;
+      for (int cc = 0; cc < ASP_DPL; ++cc) acc[r][cc] = 0.0f;
     }
+    if (lid == 0) any[0] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
-    int o = counts[lid];
-    for (int e = e0; e < e1; ++e) {
-      const float pe = pr[e];
-      if (pe != 0.0f) {
-        keys[o] = e;
-        probs[o] = as_int(pe);
-        ++o;
+    int phase = 0;
+    for (int c0 = j0; c0 < j1; c0 += ASP_WG, phase ^= 1) {
+      const int j = c0 + lid;
+      int nz = 0;
+      for (int r = 0; r < ASP_DEC_RB; ++r) {
+        float wv = 0.0f;
+        if (j < vis[r]) {
+          wv = w[rowi[r] * (size_t)g.kv_len + (size_t)j];
+          if (has_states) wv = asp_dec_prob(wv, m[r], res[r], status[r], alpha[r]);
+        }
+        wts[lid * ASP_DEC_RB + r] = wv;
+        sum[r] += wv;
+        nz |= wv != 0.0f;
       }
+      flag[lid] = nz;
+      if (nz) atomic_or(&any[phase], 1);
+      barrier(CLK_LOCAL_MEM_FENCE);
+      /* any[phase ^ 1] was last read before the barrier above and is next set after the one
+       * below: it is reset here for the next chunk. */
+      if (lid == 0) any[phase ^ 1] = 0;
+      if (any[phase]) {
+        const int n = asp_min_int(ASP_WG, j1 - c0);
+        for (int t = 0; t < n; ++t) {
+          if (!flag[t]) continue;
+          const ulong vb = asp_kv_row(a.v, b, kvh, c0 + t, table, page_size, max_blocks, num_pages);
+          for (int cc = 0; cc < ASP_DPL; ++cc) {
+            const int d = lid + cc * ASP_WG;
+            if (d >= D) continue;
+            const float vv = ASP_LOAD(v, vb + (ulong)d);
+            for (int r = 0; r < ASP_DEC_RB; ++r)
+              acc[r][cc] = mad(wts[t * ASP_DEC_RB + r], vv, acc[r][cc]);
+          }
+        }
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int n = counts[ASP_WG];
-    float acc[ASP_DPL];
-    for (int cc = 0; cc < ASP_DPL; ++cc) acc[cc] = 0.0f;
-    for (int t = 0; t < n; ++t) {
-      const float pj = as_float(probs[t]);
-      const ulong vb = asp_kv_row(a.v, b, kvh, keys[t], table, page_size, max_blocks, num_pages);
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      if (r >= nr) continue;
+      __global float *dst = part + ((size_t)s * rows + rowi[r]) * (size_t)D;
       for (int cc = 0; cc < ASP_DPL; ++cc) {
         const int d = lid + cc * ASP_WG;
-        if (d < D) acc[cc] += pj * ASP_LOAD(v, vb + (ulong)d);
+        if (d < D) dst[d] = acc[r][cc];
       }
     }
-    __global float *dst = part + ((size_t)s * rows + row) * (size_t)D;
-    for (int cc = 0; cc < ASP_DPL; ++cc) {
-      const int d = lid + cc * ASP_WG;
-      if (d < D) dst[d] = acc[cc];
+    if (has_states) {
+      /* Fixed-order tree sum of the block's sums of p. */
+      for (int r = 0; r < ASP_DEC_RB; ++r) red[r * ASP_WG + lid] = sum[r];
+      for (int stride = ASP_WG / 2; stride > 0; stride >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < stride)
+          for (int r = 0; r < ASP_DEC_RB; ++r)
+            red[r * ASP_WG + lid] += red[r * ASP_WG + lid + stride];
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+      for (int r = 0; r < ASP_DEC_RB; ++r)
+        if (lid == r && r < nr) psum[(size_t)s * rows + rowi[r]] = red[r * ASP_WG];
+      barrier(CLK_LOCAL_MEM_FENCE); /* red is refilled by the next row block */
     }
-    barrier(CLK_LOCAL_MEM_FENCE); /* the next row reuses the arena */
   }
 }
 
-/* global >= rows * head_dim: out = sum over splits of part, in split order. */
-__kernel void decode_combine(asp_attn_args a, __global const float *part, int nsplit,
+/* global >= rows * head_dim: out = the sum over splits of part, in split order, divided by the
+ * sum over splits of psum (has_psum; rows with no visible key: 0). */
+__kernel void decode_combine(asp_attn_args a, __global const float *part,
+                             __global const float *psum, int has_psum, int nsplit,
                              __global store_t *out) {
   const asp_geom g = a.g;
   const size_t rows = (size_t)g.batch * (size_t)g.q_heads * (size_t)g.q_len;
   const size_t D = (size_t)g.head_dim, gid = get_global_id(0);
   if (gid >= rows * D) return;
   const size_t row = gid / D, d = gid % D;
-  float sum = 0.0f;
+  float sum = 0.0f, norm = 0.0f;
   for (int s = 0; s < nsplit; ++s) sum += part[((size_t)s * rows + row) * D + d];
+  if (has_psum) {
+    for (int s = 0; s < nsplit; ++s) norm += psum[(size_t)s * rows + row];
+    sum = norm != 0.0f ? sum / norm : (isnan(norm) ? NAN : 0.0f);
+  }
   const int i = (int)(row % (size_t)g.q_len);
   const int bh = (int)(row / (size_t)g.q_len);
   ASP_STORE(out, asp_row0(a.o, bh / g.q_heads, bh % g.q_heads, i) + (ulong)d, sum);

@@ -146,29 +146,73 @@ inline void asp_row_hist_pass(__global const store_t *x, ulong base, int begin, 
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-/* One sweep's partial sums over columns [begin, end) of a row, with candidates for the first. */
+/* Adds column value z (as stored) to a sweep's sums; candidates of the first sweep to the local
+ * list (lcount) or the global one. */
+inline void asp_row_sweep_value(float z, float am1, const asp_row_solver *st, float tau, float c0,
+                                int mode, int first, asp_sweep_sums *s,
+                                volatile __global int *gcount, __global float *gcand,
+                                volatile __local int *lcount, __local float *lcand) {
+  if (z == -INFINITY) return;
+  float xs = asp_row_rel(z, st->m, am1);
+  if (asp_sums_add(s, xs, tau, st->lo, st->hi, c0, mode, first)) {
+    if (lcount) {
+      int k = atomic_inc(lcount);
+      if (k < ASP_KMAX) lcand[k] = xs;
+    } else {
+      int k = atomic_inc(gcount);
+      if (k < ASP_KMAX) gcand[k] = xs;
+    }
+  }
+}
+
+/* One sweep's partial sums over columns [begin, end) of a row, with candidates for the first.
+ * Each work-item reads ASP_SWEEP_UNROLL values (fp32 rows on 16-byte boundaries: float4s) before
+ * it uses them, so that loads are in flight together (a long row read by one work-group is bound
+ * by load latency otherwise). Candidates are sorted before use, and which columns a work-item adds
+ * (so the sums' order) is fixed by the row's length and alignment. */
+#define ASP_SWEEP_UNROLL 4
 inline void asp_row_sweep_pass(__global const store_t *x, ulong base, int begin, int end, float am1,
                                __local const float *cache, int cached, const asp_row_solver *st,
                                float alpha, asp_sweep_sums *s, volatile __global int *gcount,
                                __global float *gcand, volatile __local int *lcount,
                                __local float *lcand, int lid) {
-  float c0 = 1.0f / (alpha - 1.0f);
-  int mode = asp_alpha_mode(alpha);
-  int first = st->sweeps == 0;
+  const float c0 = 1.0f / (alpha - 1.0f), tau = st->tau;
+  const int mode = asp_alpha_mode(alpha);
+  const int first = st->sweeps == 0;
   asp_sums_zero(s);
-  for (int e = begin + lid; e < end; e += ASP_WG) {
-    float z = asp_row_value(x, base, e, cache, cached);
-    if (z == -INFINITY) continue;
-    float xs = asp_row_rel(z, st->m, am1);
-    if (asp_sums_add(s, xs, st->tau, st->lo, st->hi, c0, mode, first)) {
-      if (lcount) {
-        int k = atomic_inc(lcount);
-        if (k < ASP_KMAX) lcand[k] = xs;
-      } else {
-        int k = atomic_inc(gcount);
-        if (k < ASP_KMAX) gcand[k] = xs;
+  int e1 = begin; /* columns before e1 are done by the vector loop */
+#if ASP_DTYPE == 0
+  if (!cached && (base + (ulong)begin) % 4 == 0) {
+    const int nvec = (end - begin) / 4;
+    __global const float4 *x4 = (__global const float4 *)(x + base + (ulong)begin);
+    for (int v0 = lid; v0 < nvec; v0 += ASP_SWEEP_UNROLL * ASP_WG) {
+      float4 zs[ASP_SWEEP_UNROLL];
+      for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
+        const int v = v0 + u * ASP_WG;
+        zs[u] = v < nvec ? x4[v] : (float4)(-INFINITY);
+      }
+      for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
+        asp_row_sweep_value(zs[u].x, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
+                            lcand);
+        asp_row_sweep_value(zs[u].y, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
+                            lcand);
+        asp_row_sweep_value(zs[u].z, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
+                            lcand);
+        asp_row_sweep_value(zs[u].w, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
+                            lcand);
       }
     }
+    e1 = begin + 4 * nvec;
+  }
+#endif
+  for (int e0 = e1 + lid; e0 < end; e0 += ASP_SWEEP_UNROLL * ASP_WG) {
+    float zs[ASP_SWEEP_UNROLL];
+    for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
+      const int e = e0 + u * ASP_WG;
+      zs[u] = e < end ? asp_row_value(x, base, e, cache, cached) : -INFINITY;
+    }
+    for (int u = 0; u < ASP_SWEEP_UNROLL; ++u)
+      asp_row_sweep_value(zs[u], am1, st, tau, c0, mode, first, s, gcount, gcand, lcount, lcand);
   }
 }
 
@@ -229,6 +273,74 @@ inline float asp_row_alpha(float alpha_scalar, __global const float *alpha_rows,
   return has_alpha ? alpha_rows[row] : alpha_scalar;
 }
 
+/* From a row's filled histogram window (top bin wtop, max wm, wmh = (alpha-1)(wm - anchor),
+ * nvalid valid entries, bad flag): the bracket, then the solver's sweeps over columns [0, n) until
+ * the row converges; the final state in *st. Whole work-group (uniform arguments); ends with a
+ * barrier. verify_exact as asp_row_step takes it. */
+inline void asp_row_solve(__global const store_t *x, ulong base, int n, float alpha,
+                          __local const float *cache, int cached, int use_hist, float qscale,
+                          float tol, int max_iter, int verify_exact, __local const uint *hc,
+                          __local const uint *h1, __local const uint *h2, float wm, float wmh,
+                          int nvalid, int bad, int wtop, __local asp_row_solver *st,
+                          __local float *red, __local float *cand, volatile __local int *ncand,
+                          volatile __local int *best, __local int *active, int lid) {
+  const float am1 = alpha - 1.0f;
+#if ASP_WG_BRACKET
+  /* Bracket: the whole work-group searches the histogram bounds' roots (GPUs: latency). */
+  if (lid == 0) {
+    asp_row_solver s;
+    *active = asp_row_init(&s, wm, nvalid, bad, alpha);
+    if (*active) {
+      asp_bracket_plain(nvalid, alpha, &s.lo, &s.hi);
+      s.tau = s.result = 0.5f * (s.lo + s.hi);
+    }
+    *st = s;
+    *ncand = 0;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (*active && use_hist && wtop != ASP_HIST_NONE) {
+    const float c0 = 1.0f / am1, mh = wmh;
+    const int mode = asp_alpha_mode(alpha);
+    const float a = st->lo, b = st->hi;
+    const float l = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, a, b, 0, best, lid);
+    const float h = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, l, b, 1, best, lid);
+    float lo, hi;
+    asp_bracket_widen(mh, a, b, l, h, &lo, &hi);
+    const float t0 = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, lo, hi, 2, best, lid);
+    if (lid == 0) {
+      st->lo = lo;
+      st->hi = hi;
+      st->tau = st->result = t0;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+#else
+  /* Bracket by one work-item (CPUs run a work-group's items in turn: less total work wins). */
+  if (lid == 0) {
+    asp_row_solver s;
+    asp_row_start(&s, wm, wmh, nvalid, bad, hc, h1, h2, ASP_W, wtop, (float)ASP_BINS, qscale, alpha,
+                  use_hist);
+    *st = s;
+    *ncand = 0;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+  while (st->status == ASP_ROW_ACTIVE) {
+    asp_row_solver cur = *st;
+    asp_sweep_sums s;
+    asp_row_sweep_pass(x, base, 0, n, am1, cache, cached, &cur, alpha, &s, 0, 0, ncand, cand, lid);
+    asp_reduce_sums(red, &s, lid);
+    if (lid == 0) {
+      asp_sweep_sums tot;
+      asp_sums_from(red, &tot);
+      asp_row_step(&cur, &tot, cand, *ncand, ASP_KMAX, alpha, tol, max_iter, verify_exact);
+      *st = cur;
+      *ncand = 0;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}
+
 /* ---- forward, one work-group per row ------------------------------------------------------------
  */
 
@@ -255,61 +367,8 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_rows_fo
   if (lid == 0) wanc = 0.0f;
   asp_row_hist_pass(x, base, 0, n, am1, cached ? cache : 0, hc, h1, h2, &mkey, &wm, &wanc, &wmh, 0,
                     &wtop, &nvalid, &bad, qscale, lid);
-#if ASP_WG_BRACKET
-  /* Bracket: the whole work-group searches the histogram bounds' roots (GPUs: latency). */
-  if (lid == 0) {
-    asp_row_solver s;
-    active = asp_row_init(&s, wm, nvalid, bad, alpha);
-    if (active) {
-      asp_bracket_plain(nvalid, alpha, &s.lo, &s.hi);
-      s.tau = s.result = 0.5f * (s.lo + s.hi);
-    }
-    st = s;
-    ncand = 0;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (active && use_hist && wtop != ASP_HIST_NONE) {
-    const float c0 = 1.0f / am1, mh = wmh;
-    const int mode = asp_alpha_mode(alpha);
-    const float a = st.lo, b = st.hi;
-    const float l = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, a, b, 0, &best, lid);
-    const float h = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, l, b, 1, &best, lid);
-    float lo, hi;
-    asp_bracket_widen(mh, a, b, l, h, &lo, &hi);
-    const float t0 =
-        asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, lo, hi, 2, &best, lid);
-    if (lid == 0) {
-      st.lo = lo;
-      st.hi = hi;
-      st.tau = st.result = t0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-#else
-  /* Bracket by one work-item (CPUs run a work-group's items in turn: less total work wins). */
-  if (lid == 0) {
-    asp_row_solver s;
-    asp_row_start(&s, wm, wmh, nvalid, bad, hc, h1, h2, ASP_W, wtop, (float)ASP_BINS, qscale, alpha,
-                  use_hist);
-    st = s;
-    ncand = 0;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-#endif
-  while (st.status == ASP_ROW_ACTIVE) {
-    asp_row_solver cur = st;
-    asp_sweep_sums s;
-    asp_row_sweep_pass(x, base, 0, n, am1, cache, cached, &cur, alpha, &s, 0, 0, &ncand, cand, lid);
-    asp_reduce_sums(red, &s, lid);
-    if (lid == 0) {
-      asp_sweep_sums tot;
-      asp_sums_from(red, &tot);
-      asp_row_step(&cur, &tot, cand, ncand, ASP_KMAX, alpha, tol, max_iter, 1);
-      st = cur;
-      ncand = 0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
+  asp_row_solve(x, base, n, alpha, cache, cached, use_hist, qscale, tol, max_iter, 1, hc, h1, h2,
+                wm, wmh, nvalid, bad, wtop, &st, red, cand, &ncand, &best, &active, lid);
   asp_row_solver fin = st;
   asp_row_output(x, y, base, 0, cols, n, am1, cache, cached, &fin, alpha, lid);
   if (has_sweeps && lid == 0) sweeps_out[row] = fin.sweeps;
@@ -404,6 +463,86 @@ __kernel void entmax_seg_start(int rows, float alpha_scalar, __global const floa
                 use_hist);
   states[row] = st;
   ncand[row] = 0;
+}
+
+/* Per row, one work-group: merges the segment windows as entmax_seg_start does (the window's
+ * slots side by side) and solves the row with its own sweeps over all of it (asp_row_solve): one
+ * launch in place of entmax_seg_start and a sweep/step pair per iteration. states[row]: the final
+ * state. verify_exact as asp_row_step takes it (0 when the caller divides by the sum of p it
+ * measures itself: the decode path). */
+__kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_solve(
+    __global const store_t *x, ulong offset, ulong row_stride, int rows, int cols,
+    float alpha_scalar, __global const float *alpha_rows, int has_alpha,
+    __global const int *valid_cols, int has_valid, int nseg, float qscale, int use_hist, float tol,
+    int max_iter, int verify_exact, __global const float *seg_max, __global const int *seg_info,
+    __global const uint *seg_hist, __global asp_row_solver *states) {
+  __local uint hc[ASP_W], h1[ASP_W], h2[ASP_W];
+  __local float red[ASP_NSUM * ASP_WG];
+  __local float cand[ASP_KMAX];
+  __local int ncand, mkey, nvalid, bad, incomplete, best, active;
+  __local asp_row_solver st;
+  const int row = get_group_id(0), lid = get_local_id(0);
+  if (row >= rows) return;
+  const float alpha = asp_row_alpha(alpha_scalar, alpha_rows, has_alpha, row);
+  const float am1 = alpha - 1.0f;
+  const int n = has_valid ? asp_clamp_int(valid_cols[row], 0, cols) : cols;
+  const ulong base = offset + (ulong)row * row_stride;
+  const size_t at0 = (size_t)row * (size_t)nseg;
+  if (lid == 0) {
+    mkey = asp_order_key(-INFINITY);
+    nvalid = 0;
+    bad = 0;
+    incomplete = 0;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  int cnt = 0, isbad = 0;
+  float lmax = -INFINITY;
+  for (int s = lid; s < nseg; s += ASP_WG) {
+    const size_t at = at0 + (size_t)s;
+    const int c = seg_info[3 * at + 1];
+    cnt += c;
+    isbad |= seg_info[3 * at + 2];
+    if (c > 0) lmax = fmax(lmax, seg_max[2 * at]);
+  }
+  if (cnt) atomic_add(&nvalid, cnt);
+  if (lmax > -INFINITY) atomic_max(&mkey, asp_order_key(lmax));
+  if (isbad) atomic_or(&bad, 1);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const float m = asp_order_value(mkey);
+  const float anchor = seg_max[2 * at0 + 1]; /* the same in every segment */
+  const float mh = am1 * (m - anchor);
+  int top = nvalid > 0 ? asp_hist_top(mh, (float)ASP_BINS) : ASP_HIST_NONE;
+  /* A segment whose window could not be binned but whose max may reach the support leaves the
+   * row's histogram incomplete: the row then starts from the plain bracket. */
+  for (int s = lid; s < nseg && top != ASP_HIST_NONE; s += ASP_WG) {
+    const size_t at = at0 + (size_t)s;
+    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
+        !(asp_row_rel(seg_max[2 * at], m, am1) <= -1.0f))
+      atomic_or(&incomplete, 1);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (incomplete) top = ASP_HIST_NONE;
+  /* Slot i of the row's window holds bin b = the one in [top - W + 1, top] with slot i; a
+   * segment's window [stop - W + 1, stop] (stop <= top) holds it when b <= stop. The (segment,
+   * slot) pairs are spread over the work-group; integer sums do not depend on their order. */
+  for (int i = lid; i < ASP_W; i += ASP_WG) hc[i] = h1[i] = h2[i] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int e = lid; top != ASP_HIST_NONE && e < nseg * ASP_W; e += ASP_WG) {
+    const int s = e / ASP_W, i = e % ASP_W;
+    const size_t at = at0 + (size_t)s;
+    const int stop = seg_info[3 * at + 0];
+    if (stop == ASP_HIST_NONE || seg_info[3 * at + 1] == 0) continue;
+    if (top - asp_hist_slot(top - i, ASP_W) > stop) continue;
+    const uint c = seg_hist[(3 * at + 0) * ASP_W + i];
+    if (c == 0u) continue;
+    atomic_add(&hc[i], c);
+    atomic_add(&h1[i], seg_hist[(3 * at + 1) * ASP_W + i]);
+    atomic_add(&h2[i], seg_hist[(3 * at + 2) * ASP_W + i]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  asp_row_solve(x, base, n, alpha, 0, 0, use_hist, qscale, tol, max_iter, verify_exact, hc, h1, h2,
+                m, mh, nvalid, bad, top, &st, red, cand, &ncand, &best, &active, lid);
+  if (lid == 0) states[row] = st;
 }
 
 /* Per segment: one sweep's partial sums; candidates go to the row's global list. */

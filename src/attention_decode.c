@@ -2,10 +2,11 @@
  * attention_decode.c - the split-KV decode path of the entmax attention forward: when a call has
  * few query rows (q_len <= tuning decode_max_q) and no saved buffer, the key range of every
  * (batch, kv head) is spread over many work-groups instead of one work-group per row block and
- * head. Scores are kept (rows x kv_len floats: small for decode shapes), tau is solved on them by
- * the row operator (the same solver, entmax_solver.clh; long rows split into segments whose
- * histograms merge), and the output is the plain sum of per-split partial P V (cl/attn_decode.cl).
- * The same engine reads a paged KV cache through a block table (attention_paged.c).
+ * head (cl/attn_decode.cl). Four launches: the scores with each split's max and histogram window
+ * per row (decode_scores), tau per row from the merged windows and sweeps over the kept scores
+ * (the row program's entmax_seg_solve), the per-split partial P V and sum of p (decode_pv), and
+ * their plain sums divided (decode_combine). The same engine reads a paged KV cache through a block
+ * table (attention_paged.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +22,26 @@ static asp_variant_key asp_decode_key(const adasplash_context *ctx, adasplash_dt
                             0);
 }
 
-/* Work-items of the decode kernels before the compiled kernels' limits (which may halve it). */
+/* Work-items of decode_pv before the compiled kernels' limits (which may halve it). */
 static int asp_decode_wg(const adasplash_context *ctx) {
   int wg = ctx->tuning.decode_wg;
   while ((unsigned long)wg > ctx->tuning.max_wg && wg > 16) wg /= 2;
+  while (wg > 16 && (size_t)ASP_DEC_PV_BYTES(wg) > asp_attn_local_avail(&ctx->tuning)) wg /= 2;
   return wg;
 }
 
-/* Keys per split: the tuning's decode_split, halved until decode_pv's arena fits the device's
- * local memory (a function of the tuning and the device only, so sizes are known before any
- * compilation). */
-static int asp_decode_split(const adasplash_context *ctx) {
-  int split = ctx->tuning.decode_split;
-  const int wg = asp_decode_wg(ctx);
-  while (split > 64 && (size_t)ASP_DEC_PV_BYTES(split, wg) > asp_attn_local_avail(&ctx->tuning))
-    split /= 2;
-  return split;
+/* Work-items (keys per tile) of decode_scores before the compiled kernel's limits: decode_wg,
+ * halved until its key tile fits the device's local memory. A function of the tuning, dtype and
+ * head dim only, so that workspace sizes are known before any compilation. */
+static int asp_decode_tk(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+  const int hd = asp_attn_padded_head_dim(head_dim), w = asp_rows_bins(ctx) + 1;
+  const int es = (int)adasplash_dtype_size(dtype);
+  int tk = ctx->tuning.decode_wg;
+  while ((unsigned long)tk > ctx->tuning.max_wg && tk > 16) tk /= 2;
+  while (tk > 16 &&
+         (size_t)ASP_DEC_SCORES_BYTES(tk, hd, es, w) > asp_attn_local_avail(&ctx->tuning))
+    tk /= 2;
+  return tk;
 }
 
 adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
@@ -45,67 +50,120 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
   const asp_variant_key key = asp_decode_key(ctx, dtype, head_dim);
   asp_plan plan;
   if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
-  int wg = asp_decode_wg(ctx);
-  const int split = asp_decode_split(ctx);
+  const int bins = asp_rows_bins(ctx), es = (int)adasplash_dtype_size(dtype);
+  int wg = asp_decode_wg(ctx), tk = asp_decode_tk(ctx, dtype, head_dim);
+  if ((size_t)ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1) >
+      asp_attn_local_avail(&ctx->tuning))
+    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                    "the decode kernels need %d bytes of local memory for head_dim %d; the device "
+                    "offers %zu",
+                    ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1), head_dim,
+                    asp_attn_local_avail(&ctx->tuning));
   for (;;) {
     const int dpl = (key.head_dim + wg - 1) / wg;
     asp_defines df;
     asp_defines_init(&df, ctx, &key);
     asp_defines_add_int(&df, "ASP_WG", wg);
     asp_defines_add_int(&df, "ASP_DPL", dpl);
-    asp_defines_add_int(&df, "ASP_SPLIT", split);
+    asp_defines_add_int(&df, "ASP_DEC_TK", tk);
+    asp_defines_add_int(&df, "ASP_DEC_D", key.head_dim);
+    asp_defines_add_int(&df, "ASP_BINS", bins);
     asp_program *program = NULL;
     st = asp_variant_program(ctx, &key, &df, &program);
     if (st != ADASPLASH_SUCCESS) return st;
-    size_t fit = (size_t)wg;
+    int wg_fits = 1, tk_fits = 1;
     for (size_t i = 0; i < sizeof asp_decode_kernels / sizeof asp_decode_kernels[0]; ++i) {
-      const asp_kernel *k = asp_program_kernel(program, asp_decode_kernels[i]);
+      const char *name = asp_decode_kernels[i];
+      const asp_kernel *k = asp_program_kernel(program, name);
       if (!k)
         return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from attn_decode.cl",
-                        asp_decode_kernels[i]);
-      /* decode_pv's arena (cl/abi.h); the other kernels declare none. */
-      const size_t want =
-          strcmp(asp_decode_kernels[i], "decode_pv") == 0 ? ASP_DEC_PV_BYTES(split, wg) : 0;
-      st = asp_check_local_mem(ctx, asp_decode_kernels[i], "attn_decode.cl",
-                               (size_t)k->local_mem_size, want);
+                        name);
+      const int scores = strcmp(name, "decode_scores") == 0, pv = strcmp(name, "decode_pv") == 0;
+      const size_t want = scores ? (size_t)ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1)
+                                 : (pv ? (size_t)ASP_DEC_PV_BYTES(wg) : 0);
+      st = asp_check_local_mem(ctx, name, "attn_decode.cl", (size_t)k->local_mem_size, want);
       if (st != ADASPLASH_SUCCESS) return st;
-      if (k->local_mem_size > ctx->tuning.local_mem) fit = 0;
-      if (strcmp(asp_decode_kernels[i], "decode_combine") != 0 && k->max_work_group_size < fit)
-        fit = k->max_work_group_size;
+      if (scores &&
+          (k->max_work_group_size < (size_t)tk || k->local_mem_size > ctx->tuning.local_mem))
+        tk_fits = 0;
+      if (pv && (k->max_work_group_size < (size_t)wg || k->local_mem_size > ctx->tuning.local_mem))
+        wg_fits = 0;
     }
-    if (fit >= (size_t)wg) {
+    if (wg_fits && tk_fits) {
       memset(&plan, 0, sizeof plan);
       plan.key = key;
       plan.program = program;
       plan.decode.wg = wg;
       plan.decode.dpl = dpl;
+      plan.decode.tk = tk;
       return asp_plan_store(ctx, &plan, &plan);
     }
-    if (wg <= 16)
+    if ((!wg_fits && wg <= 16) || (!tk_fits && tk <= 16))
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                      "decode kernels accept only %zu work-items on this device", fit);
-    wg /= 2;
+                      "the decode kernels do not accept 16 work-items on this device");
+    if (!wg_fits) wg /= 2;
+    if (!tk_fits) tk /= 2;
   }
 }
 
-/* Splits of the P V pass for kv_len keys. */
+/* Splits of decode_pv for kv_len keys in the shard path: the tuning's decode_split keys each. */
 size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len) {
-  const size_t split = (size_t)asp_decode_split(ctx);
+  const size_t split = (size_t)ctx->tuning.decode_split;
   return ((size_t)kv_len + split - 1) / split;
 }
 
+/* Keys per split of a decode call (decode_scores and decode_pv alike): the tuning's decode_split
+ * rounded up to a multiple of decode_scores' key tile, doubled while the splits of all (batch, kv
+ * head) pairs would still give every compute unit four work-groups (fewer, longer splits: fewer
+ * histogram windows and partial outputs to merge). A function of the tuning and the problem. */
+static size_t asp_decode_call_split(const adasplash_context *ctx, const asp_attn_problem *pr) {
+  const adasplash_attention_desc *d = &pr->d;
+  const size_t tk = (size_t)asp_decode_tk(ctx, d->dtype, d->head_dim);
+  const size_t kv = d->kv_len > 0 ? (size_t)d->kv_len : 1;
+  const size_t pairs = (size_t)d->batch * (size_t)d->kv_heads;
+  const size_t want = 4 * (size_t)(ctx->dev.info.compute_units ? ctx->dev.info.compute_units : 1);
+  size_t split = ((size_t)ctx->tuning.decode_split + tk - 1) / tk * tk;
+  while (split < kv && (kv + 2 * split - 1) / (2 * split) * pairs >= want) split *= 2;
+  return split;
+}
+
+static size_t asp_decode_call_nsplit(const adasplash_context *ctx, const asp_attn_problem *pr) {
+  const size_t split = asp_decode_call_split(ctx, pr);
+  const size_t n = ((size_t)pr->d.kv_len + split - 1) / split;
+  return n > 0 ? n : 1; /* one split writes the rows' state even without keys */
+}
+
 /* Sections of the decode workspace: scores [rows, kv_len], visible [rows], alpha [rows], partial
- * outputs [nsplit, rows, head_dim]. */
-enum { ASP_DEC_SCORES = 0, ASP_DEC_VISIBLE, ASP_DEC_ALPHA, ASP_DEC_PART, ASP_DEC_COUNT };
+ * outputs [nsplit, rows, head_dim] and sums of p [nsplit, rows], the splits' windows per row (max
+ * and anchor, top/count/bad, histogram: entmax_seg_hist's format), the rows' solver states. */
+enum {
+  ASP_DEC_SCORES = 0,
+  ASP_DEC_VISIBLE,
+  ASP_DEC_ALPHA,
+  ASP_DEC_PART,
+  ASP_DEC_PSUM,
+  ASP_DEC_SEG_MAX,
+  ASP_DEC_SEG_INFO,
+  ASP_DEC_SEG_HIST,
+  ASP_DEC_STATES,
+  ASP_DEC_COUNT
+};
 
 static size_t asp_decode_layout(const adasplash_context *ctx, const asp_attn_problem *pr,
                                 asp_section *sec) {
   const adasplash_attention_desc *d = &pr->d;
   const size_t rows = (size_t)d->batch * (size_t)d->q_heads * (size_t)d->q_len;
+  const size_t nsplit = asp_decode_call_nsplit(ctx, pr), w = (size_t)asp_rows_bins(ctx) + 1;
   const size_t a = asp_sub_buffer_align(ctx);
-  const size_t sizes[ASP_DEC_COUNT] = {
-      rows * (size_t)d->kv_len * 4, rows * 4, rows * 4,
-      asp_decode_nsplit(ctx, d->kv_len) * rows * (size_t)d->head_dim * 4};
+  const size_t sizes[ASP_DEC_COUNT] = {rows * (size_t)d->kv_len * 4,
+                                       rows * 4,
+                                       rows * 4,
+                                       nsplit * rows * (size_t)d->head_dim * 4,
+                                       nsplit * rows * 4,
+                                       rows * nsplit * 2 * 4,
+                                       rows * nsplit * 3 * 4,
+                                       rows * nsplit * 3 * w * 4,
+                                       rows * ASP_ROWS_STATE_BYTES};
   size_t off = 0;
   for (int i = 0; i < ASP_DEC_COUNT; ++i) {
     if (sec) {
@@ -142,21 +200,25 @@ int asp_decode_prepared(adasplash_context *ctx, const asp_attn_problem *pr) {
   return asp_plan_find(ctx, &key, &plan) && asp_plan_find(ctx, &rows, &plan);
 }
 
-/* decode_pv over p [rows, a->g.kv_len] (see attn_decode.cl) into part [nsplit, rows, head_dim]. */
-static adasplash_status asp_decode_pv(adasplash_context *ctx, const asp_plan *plan,
-                                      const asp_attn_args *a, const asp_decode_kv *kv,
-                                      asp_chain *chain, cl_mem v, cl_mem p, cl_mem visible,
-                                      cl_mem part) {
+/* decode_pv over w [rows, a->g.kv_len] (see attn_decode.cl) in splits of `split` keys into part
+ * [nsplit, rows, head_dim]; with states (decode): w holds scores, turned into p by the rows'
+ * solved states, and psum [nsplit, rows] gets the splits' sums of p. */
+static adasplash_status asp_decode_pv(const asp_plan *plan, const asp_attn_args *a,
+                                      const asp_decode_kv *kv, asp_chain *chain, size_t split,
+                                      cl_mem v, cl_mem w, cl_mem visible, cl_mem states,
+                                      cl_mem alpha_rows, cl_mem part, cl_mem psum) {
   const int wg = plan->decode.wg;
-  const size_t nsplit = asp_decode_nsplit(ctx, a->g.kv_len);
+  const size_t nsplit = ((size_t)a->g.kv_len + split - 1) / split;
   cl_mem table = kv ? kv->table : NULL;
   cl_int page_size = kv ? kv->page_size : 0, max_blocks = kv ? kv->max_blocks : 0,
-         num_pages = kv ? kv->num_pages : 0;
+         num_pages = kv ? kv->num_pages : 0, csplit = (cl_int)split, has_states = states != NULL;
   size_t global[3] = {nsplit * (size_t)wg, (size_t)a->g.kv_heads, (size_t)a->g.batch};
   size_t local[3] = {(size_t)wg, 1, 1};
   asp_arg args[] = {ASP_ARG(*a),        ASP_ARG(v),          ASP_ARG(table),
                     ASP_ARG(page_size), ASP_ARG(max_blocks), ASP_ARG(num_pages),
-                    ASP_ARG(p),         ASP_ARG(visible),    ASP_ARG(part)};
+                    ASP_ARG(csplit),    ASP_ARG(w),          ASP_ARG(visible),
+                    ASP_ARG(states),    ASP_ARG(alpha_rows), ASP_ARG(has_states),
+                    ASP_ARG(part),      ASP_ARG(psum)};
   return asp_launch(chain, plan->program, "decode_pv", args, sizeof args / sizeof args[0], 3,
                     global, local);
 }
@@ -171,7 +233,8 @@ adasplash_status asp_decode_pv_sum(adasplash_context *ctx, const asp_attn_proble
                     "decode kernels for dtype %d, head_dim %d are not compiled", (int)pr->d.dtype,
                     pr->d.head_dim);
   if (a->g.kv_len <= 0) return ADASPLASH_SUCCESS;
-  return asp_decode_pv(ctx, &plan, a, NULL, chain, v, p, visible, part);
+  return asp_decode_pv(&plan, a, NULL, chain, (size_t)ctx->tuning.decode_split, v, p, visible, NULL,
+                       NULL, part, NULL);
 }
 
 adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_problem *pr,
@@ -201,18 +264,17 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
   memset(&geo, 0, sizeof geo);
   geo.attn.tile = geo.attn.nseg = 1; /* the decode kernels use no tiles */
   asp_attn_args a = asp_attn_make_args(pr, &geo);
-  const int wg = plan.decode.wg;
   const size_t rows = (size_t)d->batch * (size_t)d->q_heads * (size_t)d->q_len;
-  const size_t group_rows = (size_t)(d->q_heads / d->kv_heads) * (size_t)d->q_len;
+  const size_t split = asp_decode_call_split(ctx, pr), nsplit = asp_decode_call_nsplit(ctx, pr);
   cl_mem table = kv ? kv->table : NULL;
   cl_int page_size = kv ? kv->page_size : 0, max_blocks = kv ? kv->max_blocks : 0,
-         num_pages = kv ? kv->num_pages : 0;
+         num_pages = kv ? kv->num_pages : 0, csplit = (cl_int)split, cnseg = (cl_int)nsplit;
+  cl_float qscale = asp_rows_qscale((size_t)d->kv_len);
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
-  size_t local[3] = {(size_t)wg, 1, 1};
   {
-    const size_t n = (size_t)d->kv_len > group_rows ? (size_t)d->kv_len : group_rows;
-    size_t global[3] = {(n + (size_t)wg - 1) / (size_t)wg * (size_t)wg, (size_t)d->kv_heads,
-                        (size_t)d->batch};
+    const size_t tk = (size_t)plan.decode.tk;
+    size_t global[3] = {nsplit * tk, (size_t)d->kv_heads, (size_t)d->batch};
+    size_t local[3] = {tk, 1, 1};
     asp_arg args[] = {ASP_ARG(a),
                       ASP_ARG(q),
                       ASP_ARG(k),
@@ -223,15 +285,21 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
                       ASP_ARG(page_size),
                       ASP_ARG(max_blocks),
                       ASP_ARG(num_pages),
+                      ASP_ARG(csplit),
+                      ASP_ARG(cnseg),
+                      ASP_ARG(qscale),
                       ASP_ARG(V[ASP_DEC_SCORES]),
                       ASP_ARG(V[ASP_DEC_VISIBLE]),
-                      ASP_ARG(V[ASP_DEC_ALPHA])};
+                      ASP_ARG(V[ASP_DEC_ALPHA]),
+                      ASP_ARG(V[ASP_DEC_SEG_MAX]),
+                      ASP_ARG(V[ASP_DEC_SEG_INFO]),
+                      ASP_ARG(V[ASP_DEC_SEG_HIST])};
     st = asp_launch(chain, plan.program, "decode_scores", args, sizeof args / sizeof args[0], 3,
                     global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
-    /* tau and p = entmax(z) in place, on the row operator's terms as the dense baseline runs it
-     * (tolerance at most 1e-6, at least 32 sweeps). */
+    /* tau per row on the row program's terms (tolerance at most 1e-6, at least 32 sweeps); the
+     * output is divided by the measured sum of p, so an exact finish needs no measuring sweep. */
     asp_rows_job job;
     memset(&job, 0, sizeof job);
     job.dtype = ADASPLASH_F32;
@@ -244,26 +312,18 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
     job.tolerance = d->tolerance < 1e-6f ? d->tolerance : 1e-6f;
     job.max_iter = d->max_iter > 32 ? d->max_iter : 32;
     job.use_hist = ctx->tuning.attn_hist;
-    /* Fewer rows than two per compute unit would leave the device idle while one work-group per
-     * row solves tau: such rows are split into segments of at least a split's keys (the row
-     * operator's long-row path: per-segment max and histogram on one grid, merged). */
-    const size_t want = 2 * (size_t)ctx->dev.info.compute_units;
-    if (rows < want) {
-      const size_t per_row = (want + rows - 1) / rows;
-      size_t seg = (job.cols + per_row - 1) / per_row;
-      if (seg < (size_t)asp_decode_split(ctx)) seg = (size_t)asp_decode_split(ctx);
-      if (seg < job.cols) job.seg_cols = seg;
-    }
-    st = asp_rows_forward(ctx, &job, chain, V[ASP_DEC_SCORES], V[ASP_DEC_SCORES], NULL);
+    st = asp_rows_seg_solve(ctx, &job, chain, V[ASP_DEC_SCORES], nsplit, V[ASP_DEC_SEG_MAX],
+                            V[ASP_DEC_SEG_INFO], V[ASP_DEC_SEG_HIST], V[ASP_DEC_STATES], 0);
   }
-  const cl_int nsplit = (cl_int)asp_decode_nsplit(ctx, d->kv_len);
-  if (st == ADASPLASH_SUCCESS)
-    st = asp_decode_pv(ctx, &plan, &a, kv, chain, v, V[ASP_DEC_SCORES], V[ASP_DEC_VISIBLE],
-                       V[ASP_DEC_PART]);
+  if (st == ADASPLASH_SUCCESS && d->kv_len > 0)
+    st = asp_decode_pv(&plan, &a, kv, chain, split, v, V[ASP_DEC_SCORES], V[ASP_DEC_VISIBLE],
+                       V[ASP_DEC_STATES], V[ASP_DEC_ALPHA], V[ASP_DEC_PART], V[ASP_DEC_PSUM]);
   if (st == ADASPLASH_SUCCESS) {
-    const size_t n = rows * (size_t)d->head_dim;
-    size_t global[1] = {(n + (size_t)wg - 1) / (size_t)wg * (size_t)wg};
-    asp_arg args[] = {ASP_ARG(a), ASP_ARG(V[ASP_DEC_PART]), ASP_ARG(nsplit), ASP_ARG(out)};
+    const size_t n = rows * (size_t)d->head_dim, wg = (size_t)plan.decode.wg;
+    cl_int has_psum = 1, combine_n = d->kv_len > 0 ? cnseg : 0;
+    size_t global[1] = {(n + wg - 1) / wg * wg}, local[1] = {wg};
+    asp_arg args[] = {ASP_ARG(a),        ASP_ARG(V[ASP_DEC_PART]), ASP_ARG(V[ASP_DEC_PSUM]),
+                      ASP_ARG(has_psum), ASP_ARG(combine_n),       ASP_ARG(out)};
     st = asp_launch(chain, plan.program, "decode_combine", args, sizeof args / sizeof args[0], 1,
                     global, local);
   }

@@ -13,13 +13,12 @@
 #define ASP_ROWS_KMAX 64
 #define ASP_ROWS_VPT 4
 /* Bytes the host reserves per row for the kernel's asp_row_solver struct (11 four-byte fields). */
-#define ASP_ROWS_STATE_BYTES 64
 #define ASP_ROWS_NSUM 8
 
 static const char *const asp_rows_kernels[] = {
-    "entmax_rows_forward",  "entmax_seg_hist",   "entmax_seg_start",     "entmax_seg_sweep",
-    "entmax_seg_step",      "entmax_seg_output", "entmax_rows_backward", "entmax_seg_bwd_sums",
-    "entmax_seg_bwd_apply", "entmax_sum_floats", "softmax_rows_forward"};
+    "entmax_rows_forward", "entmax_seg_hist",      "entmax_seg_start",  "entmax_seg_solve",
+    "entmax_seg_sweep",    "entmax_seg_step",      "entmax_seg_output", "entmax_rows_backward",
+    "entmax_seg_bwd_sums", "entmax_seg_bwd_apply", "entmax_sum_floats", "softmax_rows_forward"};
 
 static asp_variant_key asp_rows_key(const adasplash_context *ctx, adasplash_dtype dtype) {
   return asp_variant_key_of(ctx, ASP_PROGRAM_ENTMAX_ROWS, dtype, 0, 0);
@@ -31,16 +30,31 @@ static size_t asp_rows_static_local(int wg, int bins) {
          ASP_ROWS_KMAX * 4 + 256;
 }
 
-adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype) {
-  const asp_variant_key key = asp_rows_key(ctx, dtype);
-  asp_plan plan;
-  if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
-  const asp_tuning *t = &ctx->tuning;
+/* Work-items and bins of the row program before the compiled kernels' limits (which may halve the
+ * work-items, never the bins): a function of the tuning alone. */
+static void asp_rows_shape(const asp_tuning *t, int *wg_out, int *bins_out) {
   int wg = t->rows_wg;
   while ((unsigned long)wg > t->max_wg && wg > 16) wg /= 2;
   int bins = t->rows_bins;
   while (asp_rows_static_local(wg, bins) + 1024 > t->local_mem && bins > 4) bins /= 2;
   while (asp_rows_static_local(wg, bins) + 1024 > t->local_mem && wg > 16) wg /= 2;
+  *wg_out = wg;
+  *bins_out = bins;
+}
+
+int asp_rows_bins(const adasplash_context *ctx) {
+  int wg, bins;
+  asp_rows_shape(&ctx->tuning, &wg, &bins);
+  return bins;
+}
+
+adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype) {
+  const asp_variant_key key = asp_rows_key(ctx, dtype);
+  asp_plan plan;
+  if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
+  const asp_tuning *t = &ctx->tuning;
+  int wg, bins;
+  asp_rows_shape(t, &wg, &bins);
   if (asp_rows_static_local(wg, bins) > t->local_mem)
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "row entmax needs %zu bytes of local memory, the device offers %lu",
@@ -239,6 +253,29 @@ adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *jo
   for (int i = 0; i < 7; ++i)
     if (parts[i]) clReleaseMemObject(parts[i]);
   return st;
+}
+
+adasplash_status asp_rows_seg_solve(adasplash_context *ctx, const asp_rows_job *job,
+                                    asp_chain *chain, cl_mem x, size_t nseg, cl_mem seg_max,
+                                    cl_mem seg_info, cl_mem seg_hist, cl_mem states,
+                                    int verify_exact) {
+  asp_plan plan;
+  adasplash_status st = asp_rows_find_plan(ctx, job->dtype, &plan);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (job->rows == 0) return ADASPLASH_SUCCESS;
+  asp_rows_common_args a = asp_rows_args(job);
+  cl_int cnseg = (cl_int)nseg, use_hist = job->use_hist, max_iter = job->max_iter,
+         verify = verify_exact;
+  cl_float tol = job->tolerance, qscale = asp_rows_qscale(job->cols);
+  asp_arg args[] = {
+      ASP_ARG(x),        ASP_ARG(a.offset),    ASP_ARG(a.row_stride), ASP_ARG(a.rows),
+      ASP_ARG(a.cols),   ASP_ARG(a.alpha),     ASP_ARG(a.alpha_buf),  ASP_ARG(a.has_alpha),
+      ASP_ARG(a.valid),  ASP_ARG(a.has_valid), ASP_ARG(cnseg),        ASP_ARG(qscale),
+      ASP_ARG(use_hist), ASP_ARG(tol),         ASP_ARG(max_iter),     ASP_ARG(verify),
+      ASP_ARG(seg_max),  ASP_ARG(seg_info),    ASP_ARG(seg_hist),     ASP_ARG(states)};
+  size_t global[1] = {job->rows * (size_t)plan.rows.wg}, local[1] = {(size_t)plan.rows.wg};
+  return asp_launch(chain, plan.program, "entmax_seg_solve", args, sizeof args / sizeof args[0], 1,
+                    global, local);
 }
 
 adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *job,

@@ -22,11 +22,25 @@ typedef struct asp_rows_job {
   size_t seg_cols; /* split rows longer than this across work-groups; 0: tuning rows_seg_cols */
 } asp_rows_job;
 
+/* Bytes reserved per row for the kernels' asp_row_solver state (11 four-byte fields). */
+#define ASP_ROWS_STATE_BYTES 64
+
 /* Compiles (or finds) the row program for dtype. */
 adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype);
 
 adasplash_status asp_rows_forward(adasplash_context *ctx, const asp_rows_job *job, asp_chain *chain,
                                   cl_mem x, cl_mem y, cl_mem sweeps);
+/* Histogram bins of the row programs of this context (other programs that fill their segment
+ * windows must bin alike): a function of the tuning alone. */
+int asp_rows_bins(const adasplash_context *ctx);
+/* Solves every row from per-segment windows in entmax_seg_hist's format (nseg segments per row:
+ * seg_max [rows][nseg][2], seg_info [rows][nseg][3], seg_hist [rows][nseg][3][bins + 1]), one
+ * work-group per row sweeping the whole row x: entmax_seg_solve. states: [rows] solver states of
+ * ASP_ROWS_STATE_BYTES. verify_exact: see asp_row_step (entmax_solver.clh). */
+adasplash_status asp_rows_seg_solve(adasplash_context *ctx, const asp_rows_job *job,
+                                    asp_chain *chain, cl_mem x, size_t nseg, cl_mem seg_max,
+                                    cl_mem seg_info, cl_mem seg_hist, cl_mem states,
+                                    int verify_exact);
 /* dalpha_rows: optional float [rows] per-row d(alpha). */
 adasplash_status asp_rows_backward(adasplash_context *ctx, const asp_rows_job *job,
                                    asp_chain *chain, cl_mem y, cl_mem dy, cl_mem dx,

@@ -47,8 +47,11 @@ static const asp_tuning_key asp_keys[] = {
             "rows: the work-group (1) or one work-item (0) finds tau's bracket"),
     ASP_KEY(decode_max_q, 0, 0, 256,
             "attention: inference forwards with q_len <= this take the split-KV decode path"),
-    ASP_KEY(decode_split, 0, 64, 1 << 20, "attention decode path: keys per split (work-group)"),
-    ASP_KEY(decode_wg, 0, 16, 1024, "attention decode path: work-items per work-group"),
+    ASP_KEY(decode_split, 0, 64, 1 << 20,
+            "attention decode path: least keys per split (grown while the device stays full; the "
+            "shard path's P V splits)"),
+    ASP_KEY(decode_wg, 0, 16, 1024,
+            "attention decode path: work-items per work-group (decode_scores: at most)"),
 };
 
 static int asp_power_of_two(long v) {

@@ -88,8 +88,9 @@ typedef struct asp_rows_plan {
 
 /* The plan of the decode program (attn_decode.cl). */
 typedef struct asp_decode_plan {
-  int wg;  /* work-items per work-group of decode_scores and decode_pv */
+  int wg;  /* work-items per work-group of decode_pv and decode_combine */
   int dpl; /* head-dim columns per work-item in decode_pv */
+  int tk;  /* work-items of decode_scores = keys per tile */
 } asp_decode_plan;
 
 /* The plan of the sequence-parallel shard program (attn_shard.cl). */

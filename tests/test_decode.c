@@ -496,9 +496,13 @@ static int check_errors(adasplash_context *ctx) {
     adasplash_device_info info;
     info.struct_size = sizeof info;
     test_require(ctx, adasplash_context_get_device_info(ctx, &info), "device info");
-    const unsigned long long rows_per_head =
-        info.max_mem_alloc_size / (4ull * 32 * (unsigned long long)dd.batch * dd.q_heads) + 1;
-    dd.q_len = rows_per_head < (1ull << 30) ? (int)rows_per_head : (1 << 30);
+    /* More q heads (a power of two times as many, GQA allows it) where one head's rows would pass
+     * the q_len limit (2^26: a 35 GB allocation limit asked for 7.3e7 rows of 2 heads). */
+    const unsigned long long rows = info.max_mem_alloc_size / (4ull * 32) + 1;
+    while (rows / ((unsigned long long)dd.batch * dd.q_heads) + 1 > (1ull << 26) &&
+           dd.q_heads < (1 << 20))
+      dd.q_heads *= 2;
+    dd.q_len = (int)(rows / ((unsigned long long)dd.batch * dd.q_heads) + 1);
   }
   REFUSE(ADASPLASH_ERROR_UNSUPPORTED, "kept scores above one allocation");
   ok &= expect_refused(ctx, &d, &kv, q, small, v, out, out_bytes, ADASPLASH_ERROR_BUFFER_TOO_SMALL,

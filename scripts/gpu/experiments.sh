@@ -10,7 +10,8 @@
 # FlashAttention-2 and cuDNN on the same inputs; needs .gpu/ and .whl/ as run_gpu.sh says).
 #
 # Environment (defaults): EXPS ("ADASPLASH_TUNE=" : the defaults; ';' between experiments, ' '
-#   between the assignments of one), MODE (attention-fwd-bwd), N (16384), ALGOS (entmax), DTYPE
+#   between the assignments of one), MODE (attention-fwd-bwd; decode: the decode target shape),
+#   SHAPE (the bench's shape arguments), N (16384), ALGOS (entmax), DTYPE
 #   (bf16), TESTS ("nvidia:bf16 nvidia:f16 portable:f32": path:dtype pairs for
 #   test_attention_fwd/bwd --oclgrind; empty = none), TABLE (0), TABLE_NS ("4096 16384 32768"),
 #   DEADLINE (400: seconds after which no experiment starts).
@@ -47,19 +48,25 @@ if [ -n "$TESTS" ]; then
   tar czf "$OUT/tests.tgz" -C "$OUT" tests && rm -rf "$OUT/tests"
 fi
 
+# The problem shape: the training shape, or (MODE=decode) the decode target of issue 14.
+if [ "${MODE:-}" = decode ]; then
+  SHAPE=${SHAPE:-"--b 16 --h 16 --gqa 8 --d 128 --kv 65536 --q 1 --page 0"}
+else
+  SHAPE=${SHAPE:-"--n ${N:-16384} --b 1 --h 16 --d 64 --beta 2"}
+fi
 IFS=';' read -r -a exps <<< "${EXPS:-ADASPLASH_TUNE=}"
 for e in "${exps[@]}"; do
   [ $((SECONDS - t0)) -lt "${DEADLINE:-400}" ] || { note "out of time before: $e"; break; }
   echo "== $e" >> "$S"
   # shellcheck disable=SC2086
-  env $e timeout 120 "$B" --mode "${MODE:-attention-fwd-bwd}" --n "${N:-16384}" --b 1 --h 16 \
-    --d 64 --beta 2 --dtype "${DTYPE:-bf16}" --algos "${ALGOS:-entmax}" --warmup 2 --repeats 5 \
-    2>&1 | grep -E "^(entmax|softmax|dense)|rror" >> "$S"
+  env $e timeout 120 "$B" --mode "${MODE:-attention-fwd-bwd}" $SHAPE --dtype "${DTYPE:-bf16}" \
+    --algos "${ALGOS:-entmax}" --warmup 2 --repeats 5 2>&1 |
+    grep -E "^(entmax|softmax|dense|decode|fused|copy)|rror" >> "$S"
   rm -f "$OUT/prof.csv"
   # shellcheck disable=SC2086
   env $e ADASPLASH_PROFILE="$OUT/prof.csv" timeout 90 "$B" --mode "${MODE:-attention-fwd-bwd}" \
-    --n "${N:-16384}" --b 1 --h 16 --d 64 --beta 2 --dtype "${DTYPE:-bf16}" \
-    --algos "${ALGOS:-entmax}" --warmup 0 --repeats 1 > /dev/null 2>&1
+    $SHAPE --dtype "${DTYPE:-bf16}" --algos "${ALGOS:-entmax}" --warmup 0 --repeats 1 \
+    > /dev/null 2>&1
   [ -r "$OUT/prof.csv" ] && awk -F, '{ ms[$1] += $NF; n[$1]++ }
     END { for (k in ms) printf "  %-26s %9.3f ms/launch (%d)\n", k, ms[k] / n[k], n[k] }' \
     "$OUT/prof.csv" | sort >> "$S"
