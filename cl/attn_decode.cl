@@ -4,7 +4,9 @@
  * (entmax_rows.cl, which merges the splits' histograms and solves tau with entmax_solver.clh on the
  * stored scores, one work-group per row):
  *   decode_scores   per split of keys and row block of a kv head's group (the q heads that share
- *                   it: GQA), z = scale * q.k into a [rows, kv_len] fp32 workspace, and per row the
+ *                   it: GQA), z = scale * q.k into a [rows, kv_len] fp32 workspace (work-items own
+ *                   16-byte slices of the key rows, with the block's queries for their slice in
+ *                   registers; the slices' partial dots meet in local memory), and per row the
  *                   split's max, valid count, bad flag and histogram window in entmax_seg_hist's
  *                   format (every split anchors its window at the row's score of key 0, so the
  *                   windows share one grid and merge); also each row's visible key count and alpha;
@@ -18,8 +20,9 @@
  * table (page_size > 0): key j of sequence b is row j % page_size of page table[b][j / page_size],
  * and the layout's batch stride is the page stride.
  * Defines: ASP_DTYPE, ASP_WG (work-items of decode_pv and decode_combine), ASP_DPL (head-dim
- * columns per work-item in decode_pv: ceil(padded head dim / ASP_WG)), ASP_DEC_TK (work-items of
- * decode_scores = keys per tile), ASP_DEC_D (padded head dim), ASP_BINS (the row program's bins).
+ * columns per work-item in decode_pv: ceil(padded head dim / ASP_WG)), ASP_DEC_SWG (work-items of
+ * decode_scores, at least the slices of a key row), ASP_DEC_D (padded head dim), ASP_BINS (the row
+ * program's bins).
  */
 #include "abi.h"
 #include "common.clh"
@@ -32,8 +35,12 @@
 #else
 #define ASP_DEC_VEC 8
 #endif
-#define ASP_DEC_CH (ASP_DEC_D / ASP_DEC_VEC) /* chunks per key row */
-#define ASP_DEC_KS (ASP_DEC_CH + 1)          /* chunk stride of the local key tile */
+#define ASP_DEC_S (ASP_DEC_D / ASP_DEC_VEC) /* 16-byte slices per key row */
+#define ASP_DEC_KL ASP_DEC_KEYS_PER_ROUND(ASP_DEC_SWG, ASP_DEC_S)
+#define ASP_DEC_NR ASP_DEC_ROUNDS(ASP_DEC_KL)
+#define ASP_DEC_KT (ASP_DEC_KL * ASP_DEC_NR) /* keys per tile */
+/* (row, key) pairs of a tile per work-item */
+#define ASP_DEC_PPW ((ASP_DEC_KT * ASP_DEC_RB + ASP_DEC_SWG - 1) / ASP_DEC_SWG)
 
 /* Element offset of key (or value) row j of sequence b, kv head h: contiguous, or paged. Page
  * numbers outside [0, num_pages) cannot come from a table the host validated; they read page 0
@@ -71,16 +78,17 @@ inline uint4 asp_dec_chunk(__global const store_t *p, ulong base, int ch, int d_
   return (uint4)(w[0], w[1], w[2], w[3]);
 }
 
-/* The ASP_DEC_VEC elements of a staged chunk as floats. */
-inline void asp_dec_chunk_floats(__local const uint4 *src, float *dst) {
+/* The ASP_DEC_VEC elements of a chunk (asp_dec_chunk) as floats. */
+inline void asp_dec_chunk_floats(uint4 c, float *dst) {
 #if ASP_DTYPE == 0
-  const float4 f = as_float4(*src);
+  const float4 f = as_float4(c);
   dst[0] = f.x;
   dst[1] = f.y;
   dst[2] = f.z;
   dst[3] = f.w;
 #elif ASP_DTYPE == 1
-  const float8 f = vload_half8(0, (__local const half *)src);
+  const uint4 bits = c;
+  const float8 f = vload_half8(0, (const __private half *)&bits);
   dst[0] = f.s0;
   dst[1] = f.s1;
   dst[2] = f.s2;
@@ -90,8 +98,7 @@ inline void asp_dec_chunk_floats(__local const uint4 *src, float *dst) {
   dst[6] = f.s6;
   dst[7] = f.s7;
 #else
-  const uint4 w = *src;
-  const uint ws[4] = {w.x, w.y, w.z, w.w};
+  const uint ws[4] = {c.x, c.y, c.z, c.w};
   for (int i = 0; i < 4; ++i) {
     dst[2 * i] = as_float(ws[i] << 16);
     dst[2 * i + 1] = as_float(ws[i] & 0xffff0000u);
@@ -103,25 +110,42 @@ inline float asp_dec_alpha(const asp_attn_args *a, __global const float *alpha_h
   return a->has_alpha ? alpha_heads[h] : a->alpha;
 }
 
-/* global (nseg * ASP_DEC_TK, kv_heads, batch): work-group s covers keys [s * split, (s + 1) *
- * split) of one (batch, kv head) for every row of its group, ASP_DEC_RB rows at a time. Per tile of
- * ASP_DEC_TK keys: the tile is staged with 16-byte loads (coalesced), then work-item t computes
- * the scores of key t for the block's rows. After the split: its max per row, then a second look at
- * the scores this work-item wrote bins them (entmax_seg_hist's window format, at = row * nseg + s).
- * split is a multiple of ASP_DEC_TK. */
-__kernel __attribute__((reqd_work_group_size(ASP_DEC_TK, 1, 1))) void decode_scores(
+/* Partial dots of one slice of a key row with the block's queries for that slice. */
+inline void asp_dec_slice_dots(uint4 chunk, const float q[ASP_DEC_RB][ASP_DEC_VEC], float *out) {
+  float kf[ASP_DEC_VEC];
+  asp_dec_chunk_floats(chunk, kf);
+#pragma unroll
+  for (int r = 0; r < ASP_DEC_RB; ++r) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int u = 0; u < ASP_DEC_VEC; ++u) acc = mad(q[r][u], kf[u], acc);
+    out[r] = acc;
+  }
+}
+
+/* global (nseg * ASP_DEC_SWG, kv_heads, batch): work-group s covers keys [s * split, (s + 1) *
+ * split) of one (batch, kv head) for every row of its group, ASP_DEC_RB rows at a time. Work-item
+ * (key lane kl, slice sl) holds the block's scaled queries for slice sl in registers; per tile of
+ * ASP_DEC_KT keys it reads slice sl of keys kl, kl + ASP_DEC_KL, ... (16-byte loads, a key row per
+ * ASP_DEC_S consecutive work-items: coalesced) and leaves each key's partial dots in local memory,
+ * where the work-items then sum the slices of their (row, key) pairs in a fixed order and store
+ * the scores. After the split: its max per row, then a second look at the scores this work-item
+ * wrote bins them (entmax_seg_hist's window format, at = row * nseg + s). split: a multiple of
+ * ASP_DEC_KT. */
+__kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_scores(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const int *q_lens, __global const int *kv_lens, __global const float *alpha_heads,
     __global const int *table, int page_size, int max_blocks, int num_pages, int split, int nseg,
     float qscale, __global float *scores, __global int *visible, __global float *alpha_rows,
     __global float *seg_max, __global int *seg_info, __global uint *seg_hist) {
-  __local uint4 ktile[ASP_DEC_TK * ASP_DEC_KS];
-  __local float4 qblk[ASP_DEC_RB * ASP_DEC_D / 4];
+  /* Partial dots [row][key of the tile][slice], a slice stride of ASP_DEC_S + 1 floats. */
+  __local float red[ASP_DEC_RB * ASP_DEC_KT * (ASP_DEC_S + 1)];
   __local uint hc[ASP_DEC_RB * ASP_W], h1[ASP_DEC_RB * ASP_W], h2[ASP_DEC_RB * ASP_W];
   __local int mkey[ASP_DEC_RB], nval[ASP_DEC_RB], badf[ASP_DEC_RB];
   __local float anc[ASP_DEC_RB];
   const int s = (int)get_group_id(0), lid = (int)get_local_id(0);
   const int kvh = (int)get_global_id(1), b = (int)get_global_id(2);
+  const int sl = lid % ASP_DEC_S, kl = lid / ASP_DEC_S, active = kl < ASP_DEC_KL;
   const asp_geom g = a.g;
   const int group = g.q_heads / g.kv_heads, R = group * g.q_len, D = g.head_dim;
   const int lq = asp_batch_len(q_lens, g.has_qlens, b, g.q_len);
@@ -129,136 +153,144 @@ __kernel __attribute__((reqd_work_group_size(ASP_DEC_TK, 1, 1))) void decode_sco
   const int j0 = s * split, j1 = asp_min_int(j0 + split, lk);
   const float bins = (float)ASP_BINS;
   if (s == 0)
-    for (int r = lid; r < R; r += ASP_DEC_TK) {
+    for (int r = lid; r < R; r += ASP_DEC_SWG) {
       const size_t row = asp_dec_row(&g, b, kvh, r);
       visible[row] = asp_visible(&g, r % g.q_len, lq, lk);
       if (a.has_alpha) alpha_rows[row] = alpha_heads[kvh * group + r / g.q_len];
     }
-  __local float *qf = (__local float *)qblk;
   for (int rb0 = 0; rb0 < R; rb0 += ASP_DEC_RB) {
     const int nr = asp_min_int(ASP_DEC_RB, R - rb0);
-    for (int i = lid; i < ASP_DEC_RB * ASP_DEC_D; i += ASP_DEC_TK) {
-      const int r = i / ASP_DEC_D, d = i % ASP_DEC_D, rr = rb0 + r;
-      float v = 0.0f;
-      if (r < nr && d < D)
-        v = a.scale *
-            ASP_LOAD(q, asp_row0(a.q, b, kvh * group + rr / g.q_len, rr % g.q_len) + (ulong)d);
-      qf[i] = v;
+    float qr[ASP_DEC_RB][ASP_DEC_VEC];
+#pragma unroll
+    for (int r = 0; r < ASP_DEC_RB; ++r) {
+      const int rr = rb0 + r;
+      const ulong qb =
+          asp_row0(a.q, b, kvh * group + asp_min_int(rr, R - 1) / g.q_len, rr % g.q_len);
+#pragma unroll
+      for (int u = 0; u < ASP_DEC_VEC; ++u) {
+        const int d = sl * ASP_DEC_VEC + u;
+        qr[r][u] = r < nr && d < D ? a.scale * ASP_LOAD(q, qb + (ulong)d) : 0.0f;
+      }
     }
-    for (int i = lid; i < ASP_DEC_RB * ASP_W; i += ASP_DEC_TK) hc[i] = h1[i] = h2[i] = 0u;
+    for (int i = lid; i < ASP_DEC_RB * ASP_W; i += ASP_DEC_SWG) hc[i] = h1[i] = h2[i] = 0u;
     if (lid < ASP_DEC_RB) {
       mkey[lid] = asp_order_key(-INFINITY);
       nval[lid] = 0;
       badf[lid] = 0;
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
     /* The anchor of row r: its score of key 0 (every split computes the same value). */
-    if (lid < nr) {
+    if (kl == 0) {
+      float part[ASP_DEC_RB];
+      const uint4 c0 =
+          lk > 0
+              ? asp_dec_chunk(
+                    k, asp_kv_row(a.k, b, kvh, 0, table, page_size, max_blocks, num_pages), sl, D)
+              : (uint4)(0u);
+      asp_dec_slice_dots(c0, qr, part);
+#pragma unroll
+      for (int r = 0; r < ASP_DEC_RB; ++r) red[r * ASP_DEC_KT * (ASP_DEC_S + 1) + sl] = part[r];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid < ASP_DEC_RB) {
       float z = 0.0f;
-      if (lk > 0) {
-        const ulong kb = asp_kv_row(a.k, b, kvh, 0, table, page_size, max_blocks, num_pages);
-        for (int d = 0; d < D; ++d) z = mad(qf[lid * ASP_DEC_D + d], ASP_LOAD(k, kb + (ulong)d), z);
-      }
+      for (int t = 0; t < ASP_DEC_S; ++t) z += red[lid * ASP_DEC_KT * (ASP_DEC_S + 1) + t];
       anc[lid] = z;
     }
-    int vis[ASP_DEC_RB];
-    size_t rowi[ASP_DEC_RB];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* This work-item's (row, key) pairs: p = lid + i * ASP_DEC_SWG, row p / KT, key p % KT. */
+    int vis[ASP_DEC_PPW], cnt[ASP_DEC_PPW], isbad = 0;
+    size_t rowp[ASP_DEC_PPW];
+    float rmax[ASP_DEC_PPW];
 #pragma unroll
-    for (int r = 0; r < ASP_DEC_RB; ++r) {
-      const int rr = asp_min_int(rb0 + r, R - 1);
-      vis[r] = r < nr ? asp_min_int(asp_visible(&g, rr % g.q_len, lq, lk), j1) : 0;
-      rowi[r] = asp_dec_row(&g, b, kvh, rr);
+    for (int i = 0; i < ASP_DEC_PPW; ++i) {
+      const int p = lid + i * ASP_DEC_SWG, r = p / ASP_DEC_KT, rr = asp_min_int(rb0 + r, R - 1);
+      vis[i] = p < ASP_DEC_KT * ASP_DEC_RB && r < nr
+                   ? asp_min_int(asp_visible(&g, rr % g.q_len, lq, lk), j1)
+                   : 0;
+      rowp[i] = asp_dec_row(&g, b, kvh, rr);
+      cnt[i] = 0;
+      rmax[i] = -INFINITY;
     }
-    float rmax[ASP_DEC_RB];
-    int cnt[ASP_DEC_RB], isbad = 0;
-    for (int r = 0; r < ASP_DEC_RB; ++r) {
-      rmax[r] = -INFINITY;
-      cnt[r] = 0;
-    }
-    for (int t0 = j0; t0 < j1; t0 += ASP_DEC_TK) {
-      for (int c = lid; c < ASP_DEC_TK * ASP_DEC_CH; c += ASP_DEC_TK) {
-        const int t = c / ASP_DEC_CH, ch = c % ASP_DEC_CH, j = t0 + t;
-        uint4 v = (uint4)(0u);
-        if (j < j1)
-          v = asp_dec_chunk(k, asp_kv_row(a.k, b, kvh, j, table, page_size, max_blocks, num_pages),
-                            ch, D);
-        ktile[t * ASP_DEC_KS + ch] = v;
-      }
-      barrier(CLK_LOCAL_MEM_FENCE);
-      const int j = t0 + lid;
-      if (j < j1) {
-        float acc[ASP_DEC_RB];
-        for (int r = 0; r < ASP_DEC_RB; ++r) acc[r] = 0.0f;
-        for (int ch = 0; ch < ASP_DEC_CH; ++ch) {
-          float kv[ASP_DEC_VEC];
-          asp_dec_chunk_floats(&ktile[lid * ASP_DEC_KS + ch], kv);
+    for (int t0 = j0; t0 < j1; t0 += ASP_DEC_KT) {
+      if (active) {
+        uint4 chunks[ASP_DEC_NR];
+#pragma unroll
+        for (int i = 0; i < ASP_DEC_NR; ++i) {
+          const int j = t0 + i * ASP_DEC_KL + kl;
+          chunks[i] =
+              j < j1 ? asp_dec_chunk(
+                           k, asp_kv_row(a.k, b, kvh, j, table, page_size, max_blocks, num_pages),
+                           sl, D)
+                     : (uint4)(0u);
+        }
+#pragma unroll
+        for (int i = 0; i < ASP_DEC_NR; ++i) {
+          float part[ASP_DEC_RB];
+          asp_dec_slice_dots(chunks[i], qr, part);
+#pragma unroll
           for (int r = 0; r < ASP_DEC_RB; ++r)
-            for (int u4 = 0; u4 < ASP_DEC_VEC / 4; ++u4) {
-              const float4 qv = qblk[(r * ASP_DEC_D + ch * ASP_DEC_VEC) / 4 + u4];
-              acc[r] = mad(kv[4 * u4 + 0], qv.x, acc[r]);
-              acc[r] = mad(kv[4 * u4 + 1], qv.y, acc[r]);
-              acc[r] = mad(kv[4 * u4 + 2], qv.z, acc[r]);
-              acc[r] = mad(kv[4 * u4 + 3], qv.w, acc[r]);
-            }
-        }
-        for (int r = 0; r < ASP_DEC_RB; ++r) {
-          if (j >= vis[r]) continue;
-          const float z = acc[r];
-          scores[rowi[r] * (size_t)g.kv_len + (size_t)j] = z;
-          if (z == -INFINITY) continue;
-          if (!isfinite(z)) {
-            isbad |= 1 << r;
-            continue;
-          }
-          ++cnt[r];
-          rmax[r] = fmax(rmax[r], z);
+            red[(r * ASP_DEC_KT + i * ASP_DEC_KL + kl) * (ASP_DEC_S + 1) + sl] = part[r];
         }
       }
       barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    /* Loops over a block's rows run to ASP_DEC_RB (unrolled: the per-row arrays stay in
-     * registers) and skip rows past nr. */
 #pragma unroll
-    for (int r = 0; r < ASP_DEC_RB; ++r) {
-      if (r >= nr) continue;
-      if (cnt[r]) {
-        atomic_add(&nval[r], cnt[r]);
-        atomic_max(&mkey[r], asp_order_key(rmax[r]));
+      for (int i = 0; i < ASP_DEC_PPW; ++i) {
+        const int p = lid + i * ASP_DEC_SWG, j = t0 + p % ASP_DEC_KT;
+        if (j >= vis[i]) continue;
+        __local const float *pr = red + p * (ASP_DEC_S + 1);
+        float z = 0.0f;
+        for (int t = 0; t < ASP_DEC_S; ++t) z += pr[t];
+        scores[rowp[i] * (size_t)g.kv_len + (size_t)j] = z;
+        if (z == -INFINITY) continue;
+        if (!isfinite(z)) {
+          isbad |= 1 << i;
+          continue;
+        }
+        ++cnt[i];
+        rmax[i] = fmax(rmax[i], z);
       }
-      if (isbad & (1 << r)) atomic_or(&badf[r], 1);
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#pragma unroll
+    for (int i = 0; i < ASP_DEC_PPW; ++i) {
+      const int r = (lid + i * ASP_DEC_SWG) / ASP_DEC_KT;
+      if (cnt[i]) {
+        atomic_add(&nval[r], cnt[i]);
+        atomic_max(&mkey[r], asp_order_key(rmax[i]));
+      }
+      if (isbad & (1 << i)) atomic_or(&badf[r], 1);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* Second look: each work-item bins the scores it wrote (program order makes them visible). */
-    int tops[ASP_DEC_RB];
 #pragma unroll
-    for (int r = 0; r < ASP_DEC_RB; ++r) {
-      tops[r] = ASP_HIST_NONE;
-      if (r >= nr) continue;
+    for (int i = 0; i < ASP_DEC_PPW; ++i) {
+      const int p = lid + i * ASP_DEC_SWG, r = p / ASP_DEC_KT;
+      if (j0 + p % ASP_DEC_KT >= vis[i]) continue;
       const float am1 = asp_dec_alpha(&a, alpha_heads, kvh * group + (rb0 + r) / g.q_len) - 1.0f;
-      const float smax = asp_order_value(mkey[r]);
-      tops[r] = nval[r] > 0 ? asp_hist_top(am1 * (smax - anc[r]), bins) : ASP_HIST_NONE;
-      if (tops[r] == ASP_HIST_NONE) continue;
-      __global const float *zr = scores + rowi[r] * (size_t)g.kv_len;
-      for (int jj = j0 + lid; jj < vis[r]; jj += ASP_DEC_TK) {
-        const float z = zr[jj];
+      const int top = asp_hist_top(am1 * (asp_order_value(mkey[r]) - anc[r]), bins);
+      if (nval[r] == 0 || top == ASP_HIST_NONE) continue;
+      __global const float *zr = scores + rowp[i] * (size_t)g.kv_len;
+      for (int j = j0 + p % ASP_DEC_KT; j < vis[i]; j += ASP_DEC_KT) {
+        const float z = zr[j];
         if (isfinite(z))
-          asp_hist_add(hc + r * ASP_W, h1 + r * ASP_W, h2 + r * ASP_W, ASP_W, tops[r],
+          asp_hist_add(hc + r * ASP_W, h1 + r * ASP_W, h2 + r * ASP_W, ASP_W, top,
                        am1 * (z - anc[r]), bins, qscale);
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-#pragma unroll
-    for (int r = 0; r < ASP_DEC_RB; ++r) {
-      if (r >= nr) continue;
-      const size_t at = rowi[r] * (size_t)nseg + (size_t)s;
+    for (int r = 0; r < nr; ++r) {
+      const size_t at = asp_dec_row(&g, b, kvh, rb0 + r) * (size_t)nseg + (size_t)s;
+      const float am1 = asp_dec_alpha(&a, alpha_heads, kvh * group + (rb0 + r) / g.q_len) - 1.0f;
+      const float smax = asp_order_value(mkey[r]);
       if (lid == 0) {
-        seg_max[2 * at + 0] = nval[r] > 0 ? asp_order_value(mkey[r]) : -INFINITY;
+        seg_max[2 * at + 0] = nval[r] > 0 ? smax : -INFINITY;
         seg_max[2 * at + 1] = anc[r];
-        seg_info[3 * at + 0] = tops[r];
+        seg_info[3 * at + 0] =
+            nval[r] > 0 ? asp_hist_top(am1 * (smax - anc[r]), bins) : ASP_HIST_NONE;
         seg_info[3 * at + 1] = nval[r];
         seg_info[3 * at + 2] = badf[r];
       }
-      for (int i = lid; i < ASP_W; i += ASP_DEC_TK) {
+      for (int i = lid; i < ASP_W; i += ASP_DEC_SWG) {
         seg_hist[(3 * at + 0) * ASP_W + i] = hc[r * ASP_W + i];
         seg_hist[(3 * at + 1) * ASP_W + i] = h1[r * ASP_W + i];
         seg_hist[(3 * at + 2) * ASP_W + i] = h2[r * ASP_W + i];

@@ -30,18 +30,20 @@ static int asp_decode_wg(const adasplash_context *ctx) {
   return wg;
 }
 
-/* Work-items (keys per tile) of decode_scores before the compiled kernel's limits: decode_wg,
- * halved until its key tile fits the device's local memory. A function of the tuning, dtype and
- * head dim only, so that workspace sizes are known before any compilation. */
-static int asp_decode_tk(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+/* Work-items of decode_scores before the compiled kernel's limits: decode_wg, at least the 16-byte
+ * slices of a key row, halved (not below them) until its local arrays fit the device. A function
+ * of the tuning, dtype and head dim only, so that workspace sizes are known before any
+ * compilation. */
+static int asp_decode_swg(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
   const int hd = asp_attn_padded_head_dim(head_dim), w = asp_rows_bins(ctx) + 1;
-  const int es = (int)adasplash_dtype_size(dtype);
-  int tk = ctx->tuning.decode_wg;
-  while ((unsigned long)tk > ctx->tuning.max_wg && tk > 16) tk /= 2;
-  while (tk > 16 &&
-         (size_t)ASP_DEC_SCORES_BYTES(tk, hd, es, w) > asp_attn_local_avail(&ctx->tuning))
-    tk /= 2;
-  return tk;
+  const int es = (int)adasplash_dtype_size(dtype), slices = hd * es / 16;
+  int swg = ctx->tuning.decode_wg;
+  while ((unsigned long)swg > ctx->tuning.max_wg && swg / 2 >= slices) swg /= 2;
+  if (swg < slices) swg = slices;
+  while (swg / 2 >= slices &&
+         (size_t)ASP_DEC_SCORES_BYTES(swg, hd, es, w) > asp_attn_local_avail(&ctx->tuning))
+    swg /= 2;
+  return swg;
 }
 
 adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
@@ -51,27 +53,29 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
   asp_plan plan;
   if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
   const int bins = asp_rows_bins(ctx), es = (int)adasplash_dtype_size(dtype);
-  int wg = asp_decode_wg(ctx), tk = asp_decode_tk(ctx, dtype, head_dim);
-  if ((size_t)ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1) >
-      asp_attn_local_avail(&ctx->tuning))
+  const int slices = key.head_dim * es / 16;
+  int wg = asp_decode_wg(ctx), swg = asp_decode_swg(ctx, dtype, head_dim);
+  if ((size_t)ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1) >
+          asp_attn_local_avail(&ctx->tuning) ||
+      (unsigned long)swg > ctx->tuning.max_wg)
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                    "the decode kernels need %d bytes of local memory for head_dim %d; the device "
-                    "offers %zu",
-                    ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1), head_dim,
-                    asp_attn_local_avail(&ctx->tuning));
+                    "the decode kernels need %d work-items and %d bytes of local memory for "
+                    "head_dim %d; the device offers %lu and %zu",
+                    swg, ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1), head_dim,
+                    ctx->tuning.max_wg, asp_attn_local_avail(&ctx->tuning));
   for (;;) {
     const int dpl = (key.head_dim + wg - 1) / wg;
     asp_defines df;
     asp_defines_init(&df, ctx, &key);
     asp_defines_add_int(&df, "ASP_WG", wg);
     asp_defines_add_int(&df, "ASP_DPL", dpl);
-    asp_defines_add_int(&df, "ASP_DEC_TK", tk);
+    asp_defines_add_int(&df, "ASP_DEC_SWG", swg);
     asp_defines_add_int(&df, "ASP_DEC_D", key.head_dim);
     asp_defines_add_int(&df, "ASP_BINS", bins);
     asp_program *program = NULL;
     st = asp_variant_program(ctx, &key, &df, &program);
     if (st != ADASPLASH_SUCCESS) return st;
-    int wg_fits = 1, tk_fits = 1;
+    int wg_fits = 1, swg_fits = 1;
     for (size_t i = 0; i < sizeof asp_decode_kernels / sizeof asp_decode_kernels[0]; ++i) {
       const char *name = asp_decode_kernels[i];
       const asp_kernel *k = asp_program_kernel(program, name);
@@ -79,30 +83,30 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
         return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from attn_decode.cl",
                         name);
       const int scores = strcmp(name, "decode_scores") == 0, pv = strcmp(name, "decode_pv") == 0;
-      const size_t want = scores ? (size_t)ASP_DEC_SCORES_BYTES(tk, key.head_dim, es, bins + 1)
+      const size_t want = scores ? (size_t)ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1)
                                  : (pv ? (size_t)ASP_DEC_PV_BYTES(wg) : 0);
       st = asp_check_local_mem(ctx, name, "attn_decode.cl", (size_t)k->local_mem_size, want);
       if (st != ADASPLASH_SUCCESS) return st;
       if (scores &&
-          (k->max_work_group_size < (size_t)tk || k->local_mem_size > ctx->tuning.local_mem))
-        tk_fits = 0;
+          (k->max_work_group_size < (size_t)swg || k->local_mem_size > ctx->tuning.local_mem))
+        swg_fits = 0;
       if (pv && (k->max_work_group_size < (size_t)wg || k->local_mem_size > ctx->tuning.local_mem))
         wg_fits = 0;
     }
-    if (wg_fits && tk_fits) {
+    if (wg_fits && swg_fits) {
       memset(&plan, 0, sizeof plan);
       plan.key = key;
       plan.program = program;
       plan.decode.wg = wg;
       plan.decode.dpl = dpl;
-      plan.decode.tk = tk;
+      plan.decode.swg = swg;
       return asp_plan_store(ctx, &plan, &plan);
     }
-    if ((!wg_fits && wg <= 16) || (!tk_fits && tk <= 16))
+    if ((!wg_fits && wg <= 16) || (!swg_fits && swg / 2 < slices))
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                      "the decode kernels do not accept 16 work-items on this device");
+                      "the decode kernels do not accept their work-items on this device");
     if (!wg_fits) wg /= 2;
-    if (!tk_fits) tk /= 2;
+    if (!swg_fits) swg /= 2;
   }
 }
 
@@ -112,17 +116,16 @@ size_t asp_decode_nsplit(const adasplash_context *ctx, int kv_len) {
   return ((size_t)kv_len + split - 1) / split;
 }
 
-/* Keys per split of a decode call (decode_scores and decode_pv alike): the tuning's decode_split
- * rounded up to a multiple of decode_scores' key tile, doubled while the splits of all (batch, kv
- * head) pairs would still give every compute unit four work-groups (fewer, longer splits: fewer
- * histogram windows and partial outputs to merge). A function of the tuning and the problem. */
+/* Keys per split of a decode call (decode_scores and decode_pv alike): the tuning's decode_split,
+ * doubled while the splits of all (batch, kv head) pairs would still give every compute unit four
+ * work-groups (fewer, longer splits: fewer histogram windows and partial outputs to merge). A
+ * function of the tuning and the problem. */
 static size_t asp_decode_call_split(const adasplash_context *ctx, const asp_attn_problem *pr) {
   const adasplash_attention_desc *d = &pr->d;
-  const size_t tk = (size_t)asp_decode_tk(ctx, d->dtype, d->head_dim);
   const size_t kv = d->kv_len > 0 ? (size_t)d->kv_len : 1;
   const size_t pairs = (size_t)d->batch * (size_t)d->kv_heads;
   const size_t want = 4 * (size_t)(ctx->dev.info.compute_units ? ctx->dev.info.compute_units : 1);
-  size_t split = ((size_t)ctx->tuning.decode_split + tk - 1) / tk * tk;
+  size_t split = (size_t)ctx->tuning.decode_split;
   while (split < kv && (kv + 2 * split - 1) / (2 * split) * pairs >= want) split *= 2;
   return split;
 }
@@ -272,9 +275,9 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
   cl_float qscale = asp_rows_qscale((size_t)d->kv_len);
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
   {
-    const size_t tk = (size_t)plan.decode.tk;
-    size_t global[3] = {nsplit * tk, (size_t)d->kv_heads, (size_t)d->batch};
-    size_t local[3] = {tk, 1, 1};
+    const size_t swg = (size_t)plan.decode.swg;
+    size_t global[3] = {nsplit * swg, (size_t)d->kv_heads, (size_t)d->batch};
+    size_t local[3] = {swg, 1, 1};
     asp_arg args[] = {ASP_ARG(a),
                       ASP_ARG(q),
                       ASP_ARG(k),

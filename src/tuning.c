@@ -191,9 +191,15 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * forward ms (adasplash-bench --mode decode, ADASPLASH_TUNE=decode_max_q=256): q_len 1: 29 vs
  * 382 (13x); 16: 287 vs 637 (2.2x); 64: 1274 vs 1691 (1.3x); 128: 2426 vs 3400 (1.4x); kv_len
  * 4096, q_len 16/32/64: 2.3x/1.4x/1.3x. Past 16 the gain shrinks to ~1.3x while the kept scores
- * (q_len x kv_len floats per head) grow, hence 16. Splits of 1024 keys on CPUs (each split lists
- * its support in local memory; PoCL runs work-items as loops, so fewer, longer splits), 512 keys
- * and 128 work-items on GPUs (not measured yet: more work-groups for the same cache). */
+ * (q_len x kv_len floats per head) grow, hence 16 on CPUs. On the H200 (B=16, 16 q heads on 2 kv
+ * heads, D=128, kv_len 65536, bf16; decode vs fused forward ms, 2026-12-03): q_len 1: 0.97 vs
+ * 5.26; 4: 3.51 vs 7.02; 16: 13.4 vs 9.6 (before the slice-parallel scores, which took that
+ * kernel from 0.68 to 0.55 ms at q_len 1): the decode path's fp32 scores lose to the fused
+ * forward's tensor cores once a kv head's group has 128 rows. GPUs: q_len <= 8 (8 itself not
+ * measured; between the win at 4 and the loss at 16). Splits grow from decode_split (1024 keys on
+ * CPUs, 512 on GPUs) while 4 work-groups per compute unit remain; 128 work-items on GPUs
+ * (decode_wg=64: 1.03 vs 0.97 ms, 256: 1.23 ms at the old scores kernel; decode_split 128 or
+ * 4096: within 2%). */
 static const asp_tuning asp_class_defaults[] = {
     /* CPU runtimes (PoCL) run a work-group as loops over work-items: fewer, fatter work-items.
      * 32x32 tiles on 8x8 work-items (4x4 register blocks of the tile contract's portable
@@ -241,7 +247,7 @@ static const asp_tuning asp_class_defaults[] = {
                         .rows_seg_cols = 65536,
                         .rows_cache = 1,
                         .rows_wg_bracket = 1,
-                        .decode_max_q = 16,
+                        .decode_max_q = 8,
                         .decode_split = 512,
                         .decode_wg = 128,
                         .nv_tile = 32,

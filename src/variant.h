@@ -90,7 +90,7 @@ typedef struct asp_rows_plan {
 typedef struct asp_decode_plan {
   int wg;  /* work-items per work-group of decode_pv and decode_combine */
   int dpl; /* head-dim columns per work-item in decode_pv */
-  int tk;  /* work-items of decode_scores = keys per tile */
+  int swg; /* work-items of decode_scores */
 } asp_decode_plan;
 
 /* The plan of the sequence-parallel shard program (attn_shard.cl). */
