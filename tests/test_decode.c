@@ -570,6 +570,9 @@ int main(int argc, char **argv) {
     run_contiguous(ctx, &c2);
     dcase c3 = {1, 2, 1, 1, 1000, 24, 0, ADASPLASH_F32, 1.5, NULL, NULL, 0, 0, seed++};
     run_contiguous(ctx, &c3);
+    /* Key rows off 16-byte boundaries, a partial last slice (36 of 40 16-bit elements). */
+    dcase c4 = {1, 4, 2, 4, 1000, 36, 1, ADASPLASH_BF16, 1.5, NULL, NULL, 0, 0, seed++};
+    run_contiguous(ctx, &c4);
   }
   /* 65536 keys: the row operator's segments (histograms merged across work-groups). */
   {
