@@ -41,6 +41,9 @@
 #define ASP_DEC_KT (ASP_DEC_KL * ASP_DEC_NR) /* keys per tile */
 /* (row, key) pairs of a tile per work-item */
 #define ASP_DEC_PPW ((ASP_DEC_KT * ASP_DEC_RB + ASP_DEC_SWG - 1) / ASP_DEC_SWG)
+#if ASP_DEC_PPW > 32
+#error "decode_scores keeps one bit per (row, key) pair of a work-item: at most 32"
+#endif
 
 /* Element offset of key (or value) row j of sequence b, kv head h: contiguous, or paged. Page
  * numbers outside [0, num_pages) cannot come from a table the host validated; they read page 0
@@ -130,8 +133,7 @@ inline void asp_dec_slice_dots(uint4 chunk, const float q[ASP_DEC_RB][ASP_DEC_VE
  * ASP_DEC_S consecutive work-items: coalesced) and leaves each key's partial dots in local memory,
  * where the work-items then sum the slices of their (row, key) pairs in a fixed order and store
  * the scores. After the split: its max per row, then a second look at the scores this work-item
- * wrote bins them (entmax_seg_hist's window format, at = row * nseg + s). split: a multiple of
- * ASP_DEC_KT. */
+ * wrote bins them (entmax_seg_hist's window format, at = row * nseg + s). */
 __kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_scores(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const int *q_lens, __global const int *kv_lens, __global const float *alpha_heads,
@@ -173,10 +175,10 @@ __kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_sc
       }
     }
     for (int i = lid; i < ASP_DEC_RB * ASP_W; i += ASP_DEC_SWG) hc[i] = h1[i] = h2[i] = 0u;
-    if (lid < ASP_DEC_RB) {
-      mkey[lid] = asp_order_key(-INFINITY);
-      nval[lid] = 0;
-      badf[lid] = 0;
+    for (int r = lid; r < ASP_DEC_RB; r += ASP_DEC_SWG) { /* any work-group size */
+      mkey[r] = asp_order_key(-INFINITY);
+      nval[r] = 0;
+      badf[r] = 0;
     }
     /* The anchor of row r: its score of key 0 (every split computes the same value). */
     if (kl == 0) {
@@ -191,14 +193,15 @@ __kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_sc
       for (int r = 0; r < ASP_DEC_RB; ++r) red[r * ASP_DEC_KT * (ASP_DEC_S + 1) + sl] = part[r];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid < ASP_DEC_RB) {
+    for (int r = lid; r < ASP_DEC_RB; r += ASP_DEC_SWG) {
       float z = 0.0f;
-      for (int t = 0; t < ASP_DEC_S; ++t) z += red[lid * ASP_DEC_KT * (ASP_DEC_S + 1) + t];
-      anc[lid] = z;
+      for (int t = 0; t < ASP_DEC_S; ++t) z += red[r * ASP_DEC_KT * (ASP_DEC_S + 1) + t];
+      anc[r] = z;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* This work-item's (row, key) pairs: p = lid + i * ASP_DEC_SWG, row p / KT, key p % KT. */
-    int vis[ASP_DEC_PPW], cnt[ASP_DEC_PPW], isbad = 0;
+    int vis[ASP_DEC_PPW], cnt[ASP_DEC_PPW];
+    uint isbad = 0u; /* bit i: pair i saw a non-finite score (ASP_DEC_PPW <= 32) */
     size_t rowp[ASP_DEC_PPW];
     float rmax[ASP_DEC_PPW];
 #pragma unroll
@@ -243,7 +246,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_sc
         scores[rowp[i] * (size_t)g.kv_len + (size_t)j] = z;
         if (z == -INFINITY) continue;
         if (!isfinite(z)) {
-          isbad |= 1 << i;
+          isbad |= 1u << i;
           continue;
         }
         ++cnt[i];
@@ -258,7 +261,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_DEC_SWG, 1, 1))) void decode_sc
         atomic_add(&nval[r], cnt[i]);
         atomic_max(&mkey[r], asp_order_key(rmax[i]));
       }
-      if (isbad & (1 << i)) atomic_or(&badf[r], 1);
+      if (isbad & (1u << i)) atomic_or(&badf[r], 1);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     /* Second look: each work-item bins the scores it wrote (program order makes them visible). */

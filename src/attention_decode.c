@@ -55,9 +55,7 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
   const int bins = asp_rows_bins(ctx), es = (int)adasplash_dtype_size(dtype);
   const int slices = key.head_dim * es / 16;
   int wg = asp_decode_wg(ctx), swg = asp_decode_swg(ctx, dtype, head_dim);
-  if ((size_t)ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1) >
-          asp_attn_local_avail(&ctx->tuning) ||
-      (unsigned long)swg > ctx->tuning.max_wg)
+  if (!asp_decode_supported(ctx, dtype, head_dim))
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "the decode kernels need %d work-items and %d bytes of local memory for "
                     "head_dim %d; the device offers %lu and %zu",
@@ -190,9 +188,17 @@ int asp_decode_fits(const adasplash_context *ctx, const asp_attn_problem *pr) {
          asp_decode_workspace_bytes(ctx, pr) <= (size_t)ctx->dev.info.max_mem_alloc_size;
 }
 
+int asp_decode_supported(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+  const int hd = asp_attn_padded_head_dim(head_dim), es = (int)adasplash_dtype_size(dtype);
+  const int swg = asp_decode_swg(ctx, dtype, head_dim);
+  return (unsigned long)swg <= ctx->tuning.max_wg &&
+         (size_t)ASP_DEC_SCORES_BYTES(swg, hd, es, asp_rows_bins(ctx) + 1) <=
+             asp_attn_local_avail(&ctx->tuning);
+}
+
 int asp_decode_wanted(const adasplash_context *ctx, const asp_attn_problem *pr) {
   return pr->d.algorithm == ADASPLASH_ATTN_ENTMAX && pr->d.q_len <= ctx->tuning.decode_max_q &&
-         asp_decode_fits(ctx, pr);
+         asp_decode_fits(ctx, pr) && asp_decode_supported(ctx, pr->d.dtype, pr->d.head_dim);
 }
 
 int asp_decode_prepared(adasplash_context *ctx, const asp_attn_problem *pr) {

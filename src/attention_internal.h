@@ -71,10 +71,13 @@ typedef struct asp_decode_kv {
 adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtype, int head_dim);
 /* 1 when both are prepared. */
 int asp_decode_prepared(adasplash_context *ctx, const asp_attn_problem *pr);
+/* 1 when the decode kernels for dtype and head_dim fit the device's work-items and local memory
+ * (the scores kernel's histogram windows do not shrink: large rows_bins or head dims may not). */
+int asp_decode_supported(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim);
 /* 1 when the decode workspace of pr fits one allocation of the device. */
 int asp_decode_fits(const adasplash_context *ctx, const asp_attn_problem *pr);
 /* 1 when an inference forward of pr takes the decode path: the entmax algorithm, q_len at most the
- * tuning's decode_max_q, and the workspace fits. */
+ * tuning's decode_max_q, the workspace fits and the decode kernels fit the device. */
 int asp_decode_wanted(const adasplash_context *ctx, const asp_attn_problem *pr);
 size_t asp_decode_workspace_bytes(const adasplash_context *ctx, const asp_attn_problem *pr);
 adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_problem *pr,

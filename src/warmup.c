@@ -36,6 +36,9 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
       }
       /* The decode kernels, also where decode_max_q = 0 keeps them out of the attention prepare
        * (the paged calls run them whatever the tuning). */
+      /* Where they do not fit the device (asp_decode_supported), neither they nor the shard
+       * kernels, which use decode_pv, are available: nothing to warm up. */
+      if (!asp_decode_supported(ctx, dtypes[i], sizes[h])) continue;
       st = asp_decode_prepare(ctx, dtypes[i], sizes[h]);
       if (st != ADASPLASH_SUCCESS) return st;
       /* The sequence-parallel shard kernels (one program per dtype). */
