@@ -12,7 +12,6 @@
 
 #define ASP_ROWS_KMAX 64
 #define ASP_ROWS_VPT 4
-/* Bytes the host reserves per row for the kernel's asp_row_solver struct (11 four-byte fields). */
 #define ASP_ROWS_NSUM 8
 
 static const char *const asp_rows_kernels[] = {
