@@ -437,7 +437,7 @@ __kernel void decode_combine(asp_attn_args a, __global const float *part,
   for (int s = 0; s < nsplit; ++s) sum += part[((size_t)s * rows + row) * D + d];
   if (has_psum) {
     for (int s = 0; s < nsplit; ++s) norm += psum[(size_t)s * rows + row];
-    sum = norm != 0.0f ? sum / norm : (isnan(norm) ? NAN : 0.0f);
+    sum = norm != 0.0f ? sum / norm : 0.0f; /* NaN rows: NaN != 0 */
   }
   const int i = (int)(row % (size_t)g.q_len);
   const int bh = (int)(row / (size_t)g.q_len);

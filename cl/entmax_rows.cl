@@ -412,64 +412,96 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_his
   }
 }
 
-/* Per row: merge the segment windows onto the row's window and start the solver. */
+/* The merged state of a row from its nseg segment windows (entmax_seg_hist's format, entries at0
+ * .. at0 + nseg - 1), by a work-group of nwi work-items (1 for entmax_seg_start): the row's max
+ * *m, *mh = (alpha-1)(max - anchor), valid count *nvalid and bad flag *bad (local), top bin *top
+ * (ASP_HIST_NONE where it cannot be binned, or where a segment whose window could not be binned
+ * may reach the support: the row then starts from the plain bracket), and the row's window in hc,
+ * h1, h2. Slot i of the row's window holds bin b = the one in [top - W + 1, top] with slot i; a
+ * segment's window [stop - W + 1, stop] (stop <= top) holds it when b <= stop. The (segment, slot)
+ * pairs are spread over the work-group; integer sums do not depend on their order. Ends with a
+ * barrier. */
+inline void asp_seg_merge(__global const float *seg_max, __global const int *seg_info,
+                          __global const uint *seg_hist, size_t at0, int nseg, float am1,
+                          __local uint *hc, __local uint *h1, __local uint *h2,
+                          volatile __local int *mkey, volatile __local int *nvalid,
+                          volatile __local int *bad, volatile __local int *incomplete, float *m,
+                          float *mh, int *top, int lid, int nwi) {
+  if (lid == 0) {
+    *mkey = asp_order_key(-INFINITY);
+    *nvalid = 0;
+    *bad = 0;
+    *incomplete = 0;
+  }
+  for (int i = lid; i < ASP_W; i += nwi) hc[i] = h1[i] = h2[i] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  int cnt = 0, isbad = 0;
+  float lmax = -INFINITY;
+  for (int s = lid; s < nseg; s += nwi) {
+    const size_t at = at0 + (size_t)s;
+    const int c = seg_info[3 * at + 1];
+    cnt += c;
+    isbad |= seg_info[3 * at + 2];
+    if (c > 0) lmax = fmax(lmax, seg_max[2 * at]);
+  }
+  if (cnt) atomic_add(nvalid, cnt);
+  if (lmax > -INFINITY) atomic_max(mkey, asp_order_key(lmax));
+  if (isbad) atomic_or(bad, 1);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  *m = asp_order_value(*mkey);
+  *mh = am1 * (*m - seg_max[2 * at0 + 1]); /* the anchor is the same in every segment */
+  *top = *nvalid > 0 ? asp_hist_top(*mh, (float)ASP_BINS) : ASP_HIST_NONE;
+  for (int s = lid; s < nseg && *top != ASP_HIST_NONE; s += nwi) {
+    const size_t at = at0 + (size_t)s;
+    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
+        !(asp_row_rel(seg_max[2 * at], *m, am1) <= -1.0f))
+      atomic_or(incomplete, 1);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (*incomplete) *top = ASP_HIST_NONE;
+  for (int e = lid; *top != ASP_HIST_NONE && e < nseg * ASP_W; e += nwi) {
+    const int s = e / ASP_W, i = e % ASP_W;
+    const size_t at = at0 + (size_t)s;
+    const int stop = seg_info[3 * at + 0];
+    if (stop == ASP_HIST_NONE || seg_info[3 * at + 1] == 0) continue;
+    if (*top - asp_hist_slot(*top - i, ASP_W) > stop) continue;
+    const uint c = seg_hist[(3 * at + 0) * ASP_W + i];
+    if (c == 0u) continue;
+    atomic_add(&hc[i], c);
+    atomic_add(&h1[i], seg_hist[(3 * at + 1) * ASP_W + i]);
+    atomic_add(&h2[i], seg_hist[(3 * at + 2) * ASP_W + i]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* Per row, one work-item: merge the segment windows onto the row's window and start the solver. */
 __kernel void entmax_seg_start(int rows, float alpha_scalar, __global const float *alpha_rows,
                                int has_alpha, int nseg, float qscale, int use_hist,
                                __global const float *seg_max, __global const int *seg_info,
                                __global const uint *seg_hist, __global asp_row_solver *states,
                                __global int *ncand) {
   __local uint hc[ASP_W], h1[ASP_W], h2[ASP_W];
+  __local int mkey, nvalid, bad, incomplete;
   const int row = get_group_id(0);
-  if (row >= rows || get_local_id(0) != 0) return;
+  if (row >= rows) return;
   const float alpha = asp_row_alpha(alpha_scalar, alpha_rows, has_alpha, row);
-  const float am1 = alpha - 1.0f;
-  float m = -INFINITY;
-  int n = 0, bad = 0;
-  for (int s = 0; s < nseg; ++s) {
-    size_t at = (size_t)row * nseg + s;
-    if (seg_info[3 * at + 1] > 0) m = fmax(m, seg_max[2 * at]);
-    n += seg_info[3 * at + 1];
-    bad |= seg_info[3 * at + 2];
-  }
-  const float anchor = seg_max[2 * ((size_t)row * nseg) + 1]; /* the same in every segment */
-  const float mh = am1 * (m - anchor);
-  int top = n > 0 ? asp_hist_top(mh, (float)ASP_BINS) : ASP_HIST_NONE;
-  /* A segment whose window could not be binned but whose max may reach the support leaves the
-   * row's histogram incomplete: the row then starts from the plain bracket. */
-  for (int s = 0; s < nseg && top != ASP_HIST_NONE; ++s) {
-    size_t at = (size_t)row * nseg + s;
-    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
-        !(asp_row_rel(seg_max[2 * at], m, am1) <= -1.0f))
-      top = ASP_HIST_NONE;
-  }
-  asp_hist_clear(hc, h1, h2, ASP_W);
-  if (top != ASP_HIST_NONE) {
-    for (int s = 0; s < nseg; ++s) {
-      size_t at = (size_t)row * nseg + s;
-      int stop = seg_info[3 * at + 0];
-      if (stop == ASP_HIST_NONE || seg_info[3 * at + 1] == 0) continue;
-      /* The segment's window [stop-B, stop] lies at or below the row's; add the overlap. */
-      /* Bins map to slots by absolute index, so a bin has the same slot in both windows. */
-      for (int b = top - (ASP_W - 1); b <= stop; ++b) {
-        int slot = asp_hist_slot(b, ASP_W);
-        hc[slot] += seg_hist[(3 * at + 0) * ASP_W + slot];
-        h1[slot] += seg_hist[(3 * at + 1) * ASP_W + slot];
-        h2[slot] += seg_hist[(3 * at + 2) * ASP_W + slot];
-      }
-    }
-  }
+  float m, mh;
+  int top;
+  asp_seg_merge(seg_max, seg_info, seg_hist, (size_t)row * (size_t)nseg, nseg, alpha - 1.0f, hc, h1,
+                h2, &mkey, &nvalid, &bad, &incomplete, &m, &mh, &top, get_local_id(0),
+                get_local_size(0));
+  if (get_local_id(0) != 0) return;
   asp_row_solver st;
-  asp_row_start(&st, m, mh, n, bad, hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, alpha,
+  asp_row_start(&st, m, mh, nvalid, bad, hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, alpha,
                 use_hist);
   states[row] = st;
   ncand[row] = 0;
 }
 
-/* Per row, one work-group: merges the segment windows as entmax_seg_start does (the window's
- * slots side by side) and solves the row with its own sweeps over all of it (asp_row_solve): one
- * launch in place of entmax_seg_start and a sweep/step pair per iteration. states[row]: the final
- * state. verify_exact as asp_row_step takes it (0 when the caller divides by the sum of p it
- * measures itself: the decode path). */
+/* Per row, one work-group: merges the segment windows (asp_seg_merge) and solves the row with its
+ * own sweeps over all of it (asp_row_solve): one launch in place of entmax_seg_start and a
+ * sweep/step pair per iteration. states[row]: the final state. verify_exact as asp_row_step takes
+ * it (0 when the caller divides by the sum of p it measures itself: the decode path). */
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_solve(
     __global const store_t *x, ulong offset, ulong row_stride, int rows, int cols,
     float alpha_scalar, __global const float *alpha_rows, int has_alpha,
@@ -484,64 +516,14 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_sol
   const int row = get_group_id(0), lid = get_local_id(0);
   if (row >= rows) return;
   const float alpha = asp_row_alpha(alpha_scalar, alpha_rows, has_alpha, row);
-  const float am1 = alpha - 1.0f;
   const int n = has_valid ? asp_clamp_int(valid_cols[row], 0, cols) : cols;
-  const ulong base = offset + (ulong)row * row_stride;
-  const size_t at0 = (size_t)row * (size_t)nseg;
-  if (lid == 0) {
-    mkey = asp_order_key(-INFINITY);
-    nvalid = 0;
-    bad = 0;
-    incomplete = 0;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  int cnt = 0, isbad = 0;
-  float lmax = -INFINITY;
-  for (int s = lid; s < nseg; s += ASP_WG) {
-    const size_t at = at0 + (size_t)s;
-    const int c = seg_info[3 * at + 1];
-    cnt += c;
-    isbad |= seg_info[3 * at + 2];
-    if (c > 0) lmax = fmax(lmax, seg_max[2 * at]);
-  }
-  if (cnt) atomic_add(&nvalid, cnt);
-  if (lmax > -INFINITY) atomic_max(&mkey, asp_order_key(lmax));
-  if (isbad) atomic_or(&bad, 1);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  const float m = asp_order_value(mkey);
-  const float anchor = seg_max[2 * at0 + 1]; /* the same in every segment */
-  const float mh = am1 * (m - anchor);
-  int top = nvalid > 0 ? asp_hist_top(mh, (float)ASP_BINS) : ASP_HIST_NONE;
-  /* A segment whose window could not be binned but whose max may reach the support leaves the
-   * row's histogram incomplete: the row then starts from the plain bracket. */
-  for (int s = lid; s < nseg && top != ASP_HIST_NONE; s += ASP_WG) {
-    const size_t at = at0 + (size_t)s;
-    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
-        !(asp_row_rel(seg_max[2 * at], m, am1) <= -1.0f))
-      atomic_or(&incomplete, 1);
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (incomplete) top = ASP_HIST_NONE;
-  /* Slot i of the row's window holds bin b = the one in [top - W + 1, top] with slot i; a
-   * segment's window [stop - W + 1, stop] (stop <= top) holds it when b <= stop. The (segment,
-   * slot) pairs are spread over the work-group; integer sums do not depend on their order. */
-  for (int i = lid; i < ASP_W; i += ASP_WG) hc[i] = h1[i] = h2[i] = 0u;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int e = lid; top != ASP_HIST_NONE && e < nseg * ASP_W; e += ASP_WG) {
-    const int s = e / ASP_W, i = e % ASP_W;
-    const size_t at = at0 + (size_t)s;
-    const int stop = seg_info[3 * at + 0];
-    if (stop == ASP_HIST_NONE || seg_info[3 * at + 1] == 0) continue;
-    if (top - asp_hist_slot(top - i, ASP_W) > stop) continue;
-    const uint c = seg_hist[(3 * at + 0) * ASP_W + i];
-    if (c == 0u) continue;
-    atomic_add(&hc[i], c);
-    atomic_add(&h1[i], seg_hist[(3 * at + 1) * ASP_W + i]);
-    atomic_add(&h2[i], seg_hist[(3 * at + 2) * ASP_W + i]);
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  asp_row_solve(x, base, n, alpha, 0, 0, use_hist, qscale, tol, max_iter, verify_exact, hc, h1, h2,
-                m, mh, nvalid, bad, top, &st, red, cand, &ncand, &best, &active, lid);
+  float m, mh;
+  int top;
+  asp_seg_merge(seg_max, seg_info, seg_hist, (size_t)row * (size_t)nseg, nseg, alpha - 1.0f, hc, h1,
+                h2, &mkey, &nvalid, &bad, &incomplete, &m, &mh, &top, lid, ASP_WG);
+  asp_row_solve(x, offset + (ulong)row * row_stride, n, alpha, 0, 0, use_hist, qscale, tol,
+                max_iter, verify_exact, hc, h1, h2, m, mh, nvalid, bad, top, &st, red, cand, &ncand,
+                &best, &active, lid);
   if (lid == 0) states[row] = st;
 }
 
