@@ -15,44 +15,11 @@
  * per work-item per histogram chunk), ASP_WG_BRACKET (1: the work-group searches the bracket).
  */
 #include "common.clh"
+#include "entmax_row_solve.clh"
 #include "entmax_solver.clh"
-
-#define ASP_W (ASP_BINS + 1)
 
 /* ---- shared pieces ----------------------------------------------------------------------------
  */
-
-/* Tree reduction of ASP_NSUM values per work-item (the 8th is a min); result in red[q*WG]. Fixed
- * order, so the same inputs give bit-identical sums. */
-inline void asp_reduce_sums(__local float *red, asp_sweep_sums *s, int lid) {
-  for (int q = 0; q < ASP_NSUM; ++q) red[q * ASP_WG + lid] = asp_sums_get(s, q);
-  for (int stride = ASP_WG / 2; stride > 0; stride >>= 1) {
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid < stride) {
-      for (int q = 0; q < ASP_NSUM - 1; ++q)
-        red[q * ASP_WG + lid] += red[q * ASP_WG + lid + stride];
-      red[(ASP_NSUM - 1) * ASP_WG + lid] =
-          fmin(red[(ASP_NSUM - 1) * ASP_WG + lid], red[(ASP_NSUM - 1) * ASP_WG + lid + stride]);
-    }
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-inline void asp_sums_from(__local const float *red, asp_sweep_sums *s) {
-  for (int q = 0; q < ASP_NSUM; ++q) asp_sums_put(s, q, red[q * ASP_WG]);
-}
-
-/* Column e of a row as stored (z, unscaled); -inf marks a masked entry. The cache (fused kernel
- * only) holds the row from column 0. */
-inline float asp_row_value(__global const store_t *x, ulong base, int e, __local const float *cache,
-                           int cached) {
-  return cached ? cache[e] : ASP_LOAD(x, base + (ulong)e);
-}
-
-/* What the solver sees of entry z of a row whose max is zmax: (alpha-1) (z - zmax) <= 0. */
-inline float asp_row_rel(float z, float zmax, float am1) {
-  return am1 * (z - zmax);
-}
 
 /* Largest valid (finite) entry among the row's first ASP_WG * ASP_VPT columns, 0 if there is none:
  * the histogram anchor every segment of a long row uses. Whole work-group; ends with a barrier. */
@@ -146,76 +113,6 @@ inline void asp_row_hist_pass(__global const store_t *x, ulong base, int begin, 
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-/* Adds column value z (as stored) to a sweep's sums; candidates of the first sweep to the local
- * list (lcount) or the global one. */
-inline void asp_row_sweep_value(float z, float am1, const asp_row_solver *st, float tau, float c0,
-                                int mode, int first, asp_sweep_sums *s,
-                                volatile __global int *gcount, __global float *gcand,
-                                volatile __local int *lcount, __local float *lcand) {
-  if (z == -INFINITY) return;
-  float xs = asp_row_rel(z, st->m, am1);
-  if (asp_sums_add(s, xs, tau, st->lo, st->hi, c0, mode, first)) {
-    if (lcount) {
-      int k = atomic_inc(lcount);
-      if (k < ASP_KMAX) lcand[k] = xs;
-    } else {
-      int k = atomic_inc(gcount);
-      if (k < ASP_KMAX) gcand[k] = xs;
-    }
-  }
-}
-
-/* One sweep's partial sums over columns [begin, end) of a row, with candidates for the first.
- * Each work-item reads ASP_SWEEP_UNROLL values (fp32 rows on 16-byte boundaries: float4s) before
- * it uses them, so that loads are in flight together (a long row read by one work-group is bound
- * by load latency otherwise). Candidates are sorted before use, and which columns a work-item adds
- * (so the sums' order) is fixed by the row's length and alignment. */
-#define ASP_SWEEP_UNROLL 4
-inline void asp_row_sweep_pass(__global const store_t *x, ulong base, int begin, int end, float am1,
-                               __local const float *cache, int cached, const asp_row_solver *st,
-                               float alpha, asp_sweep_sums *s, volatile __global int *gcount,
-                               __global float *gcand, volatile __local int *lcount,
-                               __local float *lcand, int lid) {
-  const float c0 = 1.0f / (alpha - 1.0f), tau = st->tau;
-  const int mode = asp_alpha_mode(alpha);
-  const int first = st->sweeps == 0;
-  asp_sums_zero(s);
-  int e1 = begin; /* columns before e1 are done by the vector loop */
-#if ASP_DTYPE == 0
-  if (!cached && (base + (ulong)begin) % 4 == 0) {
-    const int nvec = (end - begin) / 4;
-    __global const float4 *x4 = (__global const float4 *)(x + base + (ulong)begin);
-    for (int v0 = lid; v0 < nvec; v0 += ASP_SWEEP_UNROLL * ASP_WG) {
-      float4 zs[ASP_SWEEP_UNROLL];
-      for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
-        const int v = v0 + u * ASP_WG;
-        zs[u] = v < nvec ? x4[v] : (float4)(-INFINITY);
-      }
-      for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
-        asp_row_sweep_value(zs[u].x, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
-                            lcand);
-        asp_row_sweep_value(zs[u].y, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
-                            lcand);
-        asp_row_sweep_value(zs[u].z, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
-                            lcand);
-        asp_row_sweep_value(zs[u].w, am1, st, tau, c0, mode, first, s, gcount, gcand, lcount,
-                            lcand);
-      }
-    }
-    e1 = begin + 4 * nvec;
-  }
-#endif
-  for (int e0 = e1 + lid; e0 < end; e0 += ASP_SWEEP_UNROLL * ASP_WG) {
-    float zs[ASP_SWEEP_UNROLL];
-    for (int u = 0; u < ASP_SWEEP_UNROLL; ++u) {
-      const int e = e0 + u * ASP_WG;
-      zs[u] = e < end ? asp_row_value(x, base, e, cache, cached) : -INFINITY;
-    }
-    for (int u = 0; u < ASP_SWEEP_UNROLL; ++u)
-      asp_row_sweep_value(zs[u], am1, st, tau, c0, mode, first, s, gcount, gcand, lcount, lcand);
-  }
-}
-
 /* Writes y for columns [begin, end) of a row (columns past the valid length included). */
 inline void asp_row_output(__global const store_t *x, __global store_t *y, ulong base, int begin,
                            int end, int n, float am1, __local const float *cache, int cached,
@@ -235,109 +132,6 @@ inline void asp_row_output(__global const store_t *x, __global store_t *y, ulong
       }
     }
     ASP_STORE(y, base + (ulong)e, out);
-  }
-}
-
-/* Work-group-parallel root of a histogram bound (pick as in asp_hist_root): every work-item
- * evaluates one point of a uniform grid over [a, b] and the interval shrinks ASP_WG+1 times per
- * round, keeping a point with f >= 0 on the left and one with f < 0 on the right as the serial
- * bisection does. A row's whole work-group runs it; the serial version would leave it idle for
- * 66 evaluations (measured: it dominated 4096 x 1024 rows on an H100). */
-inline float asp_hist_root_wg(__local const uint *hc, __local const uint *h1,
-                              __local const uint *h2, int top, float qscale, float mh, float c0,
-                              int mode, float a, float b, int pick, volatile __local int *best,
-                              int lid) {
-  const int rounds = ASP_WG >= 128 ? 3 : 4;
-  for (int round = 0; round < rounds; ++round) {
-    const float step = (b - a) / (float)(ASP_WG + 1);
-    const float t = a + step * (float)(lid + 1);
-    float fl, fh;
-    asp_hist_bounds(hc, h1, h2, ASP_W, top, (float)ASP_BINS, qscale, mh, c0, mode, t, &fl, &fh);
-    const float f = pick == 0 ? fl : (pick == 1 ? fh : 0.5f * (fl + fh));
-    if (lid == 0) *best = -1;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (f >= 0.0f) atomic_max(best, lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int i = *best;
-    barrier(CLK_LOCAL_MEM_FENCE); /* everyone has read best before it is reset */
-    const float na = i < 0 ? a : a + step * (float)(i + 1);
-    const float nb = i + 1 >= ASP_WG ? b : a + step * (float)(i + 2);
-    a = na;
-    b = nb;
-  }
-  return pick == 0 ? a : (pick == 1 ? b : 0.5f * (a + b));
-}
-
-inline float asp_row_alpha(float alpha_scalar, __global const float *alpha_rows, int has_alpha,
-                           int row) {
-  return has_alpha ? alpha_rows[row] : alpha_scalar;
-}
-
-/* From a row's filled histogram window (top bin wtop, max wm, wmh = (alpha-1)(wm - anchor),
- * nvalid valid entries, bad flag): the bracket, then the solver's sweeps over columns [0, n) until
- * the row converges; the final state in *st. Whole work-group (uniform arguments); ends with a
- * barrier. verify_exact as asp_row_step takes it. */
-inline void asp_row_solve(__global const store_t *x, ulong base, int n, float alpha,
-                          __local const float *cache, int cached, int use_hist, float qscale,
-                          float tol, int max_iter, int verify_exact, __local const uint *hc,
-                          __local const uint *h1, __local const uint *h2, float wm, float wmh,
-                          int nvalid, int bad, int wtop, __local asp_row_solver *st,
-                          __local float *red, __local float *cand, volatile __local int *ncand,
-                          volatile __local int *best, __local int *active, int lid) {
-  const float am1 = alpha - 1.0f;
-#if ASP_WG_BRACKET
-  /* Bracket: the whole work-group searches the histogram bounds' roots (GPUs: latency). */
-  if (lid == 0) {
-    asp_row_solver s;
-    *active = asp_row_init(&s, wm, nvalid, bad, alpha);
-    if (*active) {
-      asp_bracket_plain(nvalid, alpha, &s.lo, &s.hi);
-      s.tau = s.result = 0.5f * (s.lo + s.hi);
-    }
-    *st = s;
-    *ncand = 0;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (*active && use_hist && wtop != ASP_HIST_NONE) {
-    const float c0 = 1.0f / am1, mh = wmh;
-    const int mode = asp_alpha_mode(alpha);
-    const float a = st->lo, b = st->hi;
-    const float l = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, a, b, 0, best, lid);
-    const float h = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, l, b, 1, best, lid);
-    float lo, hi;
-    asp_bracket_widen(mh, a, b, l, h, &lo, &hi);
-    const float t0 = asp_hist_root_wg(hc, h1, h2, wtop, qscale, mh, c0, mode, lo, hi, 2, best, lid);
-    if (lid == 0) {
-      st->lo = lo;
-      st->hi = hi;
-      st->tau = st->result = t0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-#else
-  /* Bracket by one work-item (CPUs run a work-group's items in turn: less total work wins). */
-  if (lid == 0) {
-    asp_row_solver s;
-    asp_row_start(&s, wm, wmh, nvalid, bad, hc, h1, h2, ASP_W, wtop, (float)ASP_BINS, qscale, alpha,
-                  use_hist);
-    *st = s;
-    *ncand = 0;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-#endif
-  while (st->status == ASP_ROW_ACTIVE) {
-    asp_row_solver cur = *st;
-    asp_sweep_sums s;
-    asp_row_sweep_pass(x, base, 0, n, am1, cache, cached, &cur, alpha, &s, 0, 0, ncand, cand, lid);
-    asp_reduce_sums(red, &s, lid);
-    if (lid == 0) {
-      asp_sweep_sums tot;
-      asp_sums_from(red, &tot);
-      asp_row_step(&cur, &tot, cand, *ncand, ASP_KMAX, alpha, tol, max_iter, verify_exact);
-      *st = cur;
-      *ncand = 0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
   }
 }
 
@@ -410,68 +204,6 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void entmax_seg_his
     seg_hist[(3 * at + 1) * ASP_W + s] = h1[s];
     seg_hist[(3 * at + 2) * ASP_W + s] = h2[s];
   }
-}
-
-/* The merged state of a row from its nseg segment windows (entmax_seg_hist's format, entries at0
- * .. at0 + nseg - 1), by a work-group of nwi work-items (1 for entmax_seg_start): the row's max
- * *m, *mh = (alpha-1)(max - anchor), valid count *nvalid and bad flag *bad (local), top bin *top
- * (ASP_HIST_NONE where it cannot be binned, or where a segment whose window could not be binned
- * may reach the support: the row then starts from the plain bracket), and the row's window in hc,
- * h1, h2. Slot i of the row's window holds bin b = the one in [top - W + 1, top] with slot i; a
- * segment's window [stop - W + 1, stop] (stop <= top) holds it when b <= stop. The (segment, slot)
- * pairs are spread over the work-group; integer sums do not depend on their order. Ends with a
- * barrier. */
-inline void asp_seg_merge(__global const float *seg_max, __global const int *seg_info,
-                          __global const uint *seg_hist, size_t at0, int nseg, float am1,
-                          __local uint *hc, __local uint *h1, __local uint *h2,
-                          volatile __local int *mkey, volatile __local int *nvalid,
-                          volatile __local int *bad, volatile __local int *incomplete, float *m,
-                          float *mh, int *top, int lid, int nwi) {
-  if (lid == 0) {
-    *mkey = asp_order_key(-INFINITY);
-    *nvalid = 0;
-    *bad = 0;
-    *incomplete = 0;
-  }
-  for (int i = lid; i < ASP_W; i += nwi) hc[i] = h1[i] = h2[i] = 0u;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  int cnt = 0, isbad = 0;
-  float lmax = -INFINITY;
-  for (int s = lid; s < nseg; s += nwi) {
-    const size_t at = at0 + (size_t)s;
-    const int c = seg_info[3 * at + 1];
-    cnt += c;
-    isbad |= seg_info[3 * at + 2];
-    if (c > 0) lmax = fmax(lmax, seg_max[2 * at]);
-  }
-  if (cnt) atomic_add(nvalid, cnt);
-  if (lmax > -INFINITY) atomic_max(mkey, asp_order_key(lmax));
-  if (isbad) atomic_or(bad, 1);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  *m = asp_order_value(*mkey);
-  *mh = am1 * (*m - seg_max[2 * at0 + 1]); /* the anchor is the same in every segment */
-  *top = *nvalid > 0 ? asp_hist_top(*mh, (float)ASP_BINS) : ASP_HIST_NONE;
-  for (int s = lid; s < nseg && *top != ASP_HIST_NONE; s += nwi) {
-    const size_t at = at0 + (size_t)s;
-    if (seg_info[3 * at + 0] == ASP_HIST_NONE && seg_info[3 * at + 1] > 0 &&
-        !(asp_row_rel(seg_max[2 * at], *m, am1) <= -1.0f))
-      atomic_or(incomplete, 1);
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (*incomplete) *top = ASP_HIST_NONE;
-  for (int e = lid; *top != ASP_HIST_NONE && e < nseg * ASP_W; e += nwi) {
-    const int s = e / ASP_W, i = e % ASP_W;
-    const size_t at = at0 + (size_t)s;
-    const int stop = seg_info[3 * at + 0];
-    if (stop == ASP_HIST_NONE || seg_info[3 * at + 1] == 0) continue;
-    if (*top - asp_hist_slot(*top - i, ASP_W) > stop) continue;
-    const uint c = seg_hist[(3 * at + 0) * ASP_W + i];
-    if (c == 0u) continue;
-    atomic_add(&hc[i], c);
-    atomic_add(&h1[i], seg_hist[(3 * at + 1) * ASP_W + i]);
-    atomic_add(&h2[i], seg_hist[(3 * at + 2) * ASP_W + i]);
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 /* Per row, one work-item: merge the segment windows onto the row's window and start the solver. */

@@ -10,7 +10,6 @@
 
 #include "entmax_rows.h"
 
-#define ASP_ROWS_KMAX 64
 #define ASP_ROWS_VPT 4
 #define ASP_ROWS_NSUM 8
 

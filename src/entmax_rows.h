@@ -24,6 +24,8 @@ typedef struct asp_rows_job {
 
 /* Bytes reserved per row for the kernels' asp_row_solver state (11 four-byte fields). */
 #define ASP_ROWS_STATE_BYTES 64
+/* Exact-finish candidates a row solver keeps (ASP_KMAX of entmax_row_solve.clh). */
+#define ASP_ROWS_KMAX 64
 
 /* Compiles (or finds) the row program for dtype. */
 adasplash_status asp_rows_prepare(adasplash_context *ctx, adasplash_dtype dtype);
