@@ -158,8 +158,20 @@ typedef struct asp_attn_args {
 #define ASP_DEC_SCORES_BYTES(SWG, D, ESIZE, W)                                              \
   (4 * ASP_DEC_RB * ASP_DEC_TILE_KEYS(SWG, (D) * (ESIZE) / 16) * ((D) * (ESIZE) / 16 + 1) + \
    4 * ASP_DEC_RB * 3 * (W) + 16 * ASP_DEC_RB)
+/* decode_scores on tensor cores (decode_scores_nv.clh): the row block's histogram windows and four
+ * words per row; emulated (EMU 1), also the exchange buffer of 8 words per work-item. */
+#define ASP_DEC_SCORES_NV_BYTES(SWG, W, EMU) \
+  (4 * ASP_DEC_RB * 3 * (W) + 16 * ASP_DEC_RB + ((EMU) ? 32 * (SWG) : 0))
 /* decode_pv: a chunk's weights ([WG][RB] floats), its key flags and two "any" flags, and the
  * reduction of the row block's sums of weights ([RB][WG] floats). */
 #define ASP_DEC_PV_BYTES(WG) (4 * (2 * (WG)*ASP_DEC_RB + (WG) + 2))
+/* decode_finish: keys a row lists (those whose score reaches its bracket) before it sweeps its
+ * whole stored row instead. */
+#define ASP_DEC_LIST 512
+/* decode_finish, WG work-items: the merged histogram window (3 x W words), the sweep reduction (8
+ * sums per work-item, reused for the output's), KMAX exact-finish candidates, the key list twice
+ * (unordered and by key: score and key index each), and 128 bytes of scalars and solver state. */
+#define ASP_DEC_FIN_BYTES(WG, W, KMAX) \
+  (4 * 3 * (W) + 4 * 8 * (WG) + 4 * (KMAX) + 16 * ASP_DEC_LIST + 128)
 
 #endif /* ASP_ABI_H */

@@ -2,19 +2,21 @@
  * attention_decode.c - the split-KV decode path of the entmax attention forward: when a call has
  * few query rows (q_len <= tuning decode_max_q) and no saved buffer, the key range of every
  * (batch, kv head) is spread over many work-groups instead of one work-group per row block and
- * head (cl/attn_decode.cl). Four launches: the scores with each split's max and histogram window
- * per row (decode_scores), tau per row from the merged windows and sweeps over the kept scores
- * (the row program's entmax_seg_solve), the per-split partial P V and sum of p (decode_pv), and
- * their plain sums divided (decode_combine). The same engine reads a paged KV cache through a block
- * table (attention_paged.c).
+ * head (cl/attn_decode.cl). Two launches: the scores with each split's max and histogram window
+ * per row (decode_scores), then per row the merged windows' bracket, tau solved on the keys that
+ * reach it, and the output from their value rows (decode_finish). The same engine reads a paged KV
+ * cache through a block table (attention_paged.c); the shard path (attention_shard.c) uses the
+ * program's decode_pv and decode_combine.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attention_internal.h"
 #include "entmax_rows.h"
 
-static const char *const asp_decode_kernels[] = {"decode_scores", "decode_pv", "decode_combine"};
+static const char *const asp_decode_kernels[] = {"decode_scores", "decode_pv", "decode_combine",
+                                                 "decode_finish"};
 
 static asp_variant_key asp_decode_key(const adasplash_context *ctx, adasplash_dtype dtype,
                                       int head_dim) {
@@ -22,26 +24,57 @@ static asp_variant_key asp_decode_key(const adasplash_context *ctx, adasplash_dt
                             0);
 }
 
-/* Work-items of decode_pv before the compiled kernels' limits (which may halve it). */
-static int asp_decode_wg(const adasplash_context *ctx) {
+/* Local bytes of decode_pv or decode_finish (the larger) at wg work-items. */
+static size_t asp_decode_wg_bytes(const adasplash_context *ctx, int wg) {
+  const size_t pv = (size_t)ASP_DEC_PV_BYTES(wg);
+  const size_t fin = (size_t)ASP_DEC_FIN_BYTES(wg, asp_rows_bins(ctx) + 1, ASP_ROWS_KMAX);
+  return pv > fin ? pv : fin;
+}
+
+/* 16-byte slices of a key or value row. */
+static int asp_decode_slices(adasplash_dtype dtype, int head_dim) {
+  return asp_attn_padded_head_dim(head_dim) * (int)adasplash_dtype_size(dtype) / 16;
+}
+
+/* Work-items of decode_pv, decode_combine and decode_finish before the compiled kernels' limits
+ * (which may halve it): decode_wg, at least the slices of a row (decode_finish's key groups),
+ * halved (not below them) until the device takes it. */
+static int asp_decode_wg(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+  const int slices = asp_decode_slices(dtype, head_dim);
   int wg = ctx->tuning.decode_wg;
-  while ((unsigned long)wg > ctx->tuning.max_wg && wg > 16) wg /= 2;
-  while (wg > 16 && (size_t)ASP_DEC_PV_BYTES(wg) > asp_attn_local_avail(&ctx->tuning)) wg /= 2;
+  if (wg < slices) wg = slices;
+  while ((unsigned long)wg > ctx->tuning.max_wg && wg / 2 >= slices) wg /= 2;
+  while (wg / 2 >= slices && asp_decode_wg_bytes(ctx, wg) > asp_attn_local_avail(&ctx->tuning))
+    wg /= 2;
   return wg;
 }
 
-/* Work-items of decode_scores before the compiled kernel's limits: decode_wg, at least the 16-byte
- * slices of a key row, halved (not below them) until its local arrays fit the device. A function
- * of the tuning, dtype and head dim only, so that workspace sizes are known before any
- * compilation. */
-static int asp_decode_swg(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+/* decode_scores on tensor cores: the NVIDIA path with 16-bit storage (emulated off NVIDIA). */
+static int asp_decode_nv(const adasplash_context *ctx, adasplash_dtype dtype) {
+  return ctx->path == ADASPLASH_PATH_NVIDIA_MMA && dtype != ADASPLASH_F32;
+}
+
+/* Local bytes of decode_scores at swg work-items. */
+static size_t asp_decode_swg_bytes(const adasplash_context *ctx, adasplash_dtype dtype,
+                                   int head_dim, int swg) {
   const int hd = asp_attn_padded_head_dim(head_dim), w = asp_rows_bins(ctx) + 1;
-  const int es = (int)adasplash_dtype_size(dtype), slices = hd * es / 16;
+  if (asp_decode_nv(ctx, dtype))
+    return (size_t)ASP_DEC_SCORES_NV_BYTES(swg, w, !asp_variant_nv_native(ctx));
+  return (size_t)ASP_DEC_SCORES_BYTES(swg, hd, (int)adasplash_dtype_size(dtype), w);
+}
+
+/* Work-items of decode_scores before the compiled kernel's limits: decode_wg, at least the 16-byte
+ * slices of a key row (tensor cores: at least a warp of 32), halved (not below that) until its
+ * local arrays fit the device. A function of the tuning, dtype and head dim only, so that
+ * workspace sizes are known before any compilation. */
+static int asp_decode_swg(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
+  const int slices = asp_decode_slices(dtype, head_dim);
+  const int least = asp_decode_nv(ctx, dtype) ? 32 : slices;
   int swg = ctx->tuning.decode_wg;
-  while ((unsigned long)swg > ctx->tuning.max_wg && swg / 2 >= slices) swg /= 2;
-  if (swg < slices) swg = slices;
-  while (swg / 2 >= slices &&
-         (size_t)ASP_DEC_SCORES_BYTES(swg, hd, es, w) > asp_attn_local_avail(&ctx->tuning))
+  while ((unsigned long)swg > ctx->tuning.max_wg && swg / 2 >= least) swg /= 2;
+  if (swg < least) swg = least;
+  while (swg / 2 >= least &&
+         asp_decode_swg_bytes(ctx, dtype, head_dim, swg) > asp_attn_local_avail(&ctx->tuning))
     swg /= 2;
   return swg;
 }
@@ -52,15 +85,17 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
   const asp_variant_key key = asp_decode_key(ctx, dtype, head_dim);
   asp_plan plan;
   if (asp_plan_find(ctx, &key, &plan)) return ADASPLASH_SUCCESS;
-  const int bins = asp_rows_bins(ctx), es = (int)adasplash_dtype_size(dtype);
-  const int slices = key.head_dim * es / 16;
-  int wg = asp_decode_wg(ctx), swg = asp_decode_swg(ctx, dtype, head_dim);
+  const int bins = asp_rows_bins(ctx);
+  const int slices = asp_decode_slices(dtype, head_dim);
+  int wg = asp_decode_wg(ctx, dtype, head_dim), swg = asp_decode_swg(ctx, dtype, head_dim);
+  const int nv = asp_decode_nv(ctx, dtype), emulate = nv && !asp_variant_nv_native(ctx);
   if (!asp_decode_supported(ctx, dtype, head_dim))
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                    "the decode kernels need %d work-items and %d bytes of local memory for "
-                    "head_dim %d; the device offers %lu and %zu",
-                    swg, ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1), head_dim,
-                    ctx->tuning.max_wg, asp_attn_local_avail(&ctx->tuning));
+                    "the decode kernels need %d and %d work-items and %zu and %zu bytes of local "
+                    "memory for head_dim %d; the device offers %lu and %zu",
+                    swg, wg, asp_decode_swg_bytes(ctx, dtype, head_dim, swg),
+                    asp_decode_wg_bytes(ctx, wg), head_dim, ctx->tuning.max_wg,
+                    asp_attn_local_avail(&ctx->tuning));
   for (;;) {
     const int dpl = (key.head_dim + wg - 1) / wg;
     asp_defines df;
@@ -70,8 +105,16 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
     asp_defines_add_int(&df, "ASP_DEC_SWG", swg);
     asp_defines_add_int(&df, "ASP_DEC_D", key.head_dim);
     asp_defines_add_int(&df, "ASP_BINS", bins);
+    asp_defines_add_int(&df, "ASP_KMAX", ASP_ROWS_KMAX);
+    asp_defines_add_int(&df, "ASP_WG_BRACKET", ctx->tuning.rows_wg_bracket);
+    asp_defines_add_int(&df, "ASP_DEC_NV", nv);
+    if (nv) asp_defines_add_int(&df, "ASP_NV_EMULATE", emulate);
+    /* mma.sync needs the device's own target (sm_80 and later). */
+    char arch[32] = "";
+    if (nv && !emulate)
+      snprintf(arch, sizeof arch, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
     asp_program *program = NULL;
-    st = asp_variant_program(ctx, &key, &df, &program);
+    st = asp_variant_program_opts(ctx, &key, &df, arch, &program);
     if (st != ADASPLASH_SUCCESS) return st;
     int wg_fits = 1, swg_fits = 1;
     for (size_t i = 0; i < sizeof asp_decode_kernels / sizeof asp_decode_kernels[0]; ++i) {
@@ -81,14 +124,18 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
         return asp_fail(ctx, ADASPLASH_ERROR_INTERNAL, "kernel %s missing from attn_decode.cl",
                         name);
       const int scores = strcmp(name, "decode_scores") == 0, pv = strcmp(name, "decode_pv") == 0;
-      const size_t want = scores ? (size_t)ASP_DEC_SCORES_BYTES(swg, key.head_dim, es, bins + 1)
-                                 : (pv ? (size_t)ASP_DEC_PV_BYTES(wg) : 0);
+      const int fin = strcmp(name, "decode_finish") == 0;
+      const size_t want =
+          scores ? asp_decode_swg_bytes(ctx, dtype, head_dim, swg)
+                 : (pv ? (size_t)ASP_DEC_PV_BYTES(wg)
+                       : (fin ? (size_t)ASP_DEC_FIN_BYTES(wg, bins + 1, ASP_ROWS_KMAX) : 0));
       st = asp_check_local_mem(ctx, name, "attn_decode.cl", (size_t)k->local_mem_size, want);
       if (st != ADASPLASH_SUCCESS) return st;
       if (scores &&
           (k->max_work_group_size < (size_t)swg || k->local_mem_size > ctx->tuning.local_mem))
         swg_fits = 0;
-      if (pv && (k->max_work_group_size < (size_t)wg || k->local_mem_size > ctx->tuning.local_mem))
+      if ((pv || fin) &&
+          (k->max_work_group_size < (size_t)wg || k->local_mem_size > ctx->tuning.local_mem))
         wg_fits = 0;
     }
     if (wg_fits && swg_fits) {
@@ -100,7 +147,7 @@ adasplash_status asp_decode_prepare(adasplash_context *ctx, adasplash_dtype dtyp
       plan.decode.swg = swg;
       return asp_plan_store(ctx, &plan, &plan);
     }
-    if ((!wg_fits && wg <= 16) || (!swg_fits && swg / 2 < slices))
+    if ((!wg_fits && wg / 2 < slices) || (!swg_fits && swg / 2 < (nv ? 32 : slices)))
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                       "the decode kernels do not accept their work-items on this device");
     if (!wg_fits) wg /= 2;
@@ -134,19 +181,15 @@ static size_t asp_decode_call_nsplit(const adasplash_context *ctx, const asp_att
   return n > 0 ? n : 1; /* one split writes the rows' state even without keys */
 }
 
-/* Sections of the decode workspace: scores [rows, kv_len], visible [rows], alpha [rows], partial
- * outputs [nsplit, rows, head_dim] and sums of p [nsplit, rows], the splits' windows per row (max
- * and anchor, top/count/bad, histogram: entmax_seg_hist's format), the rows' solver states. */
+/* Sections of the decode workspace: scores [rows, kv_len], visible [rows], alpha [rows], the
+ * splits' windows per row (max and anchor, top/count/bad, histogram: entmax_seg_hist's format). */
 enum {
   ASP_DEC_SCORES = 0,
   ASP_DEC_VISIBLE,
   ASP_DEC_ALPHA,
-  ASP_DEC_PART,
-  ASP_DEC_PSUM,
   ASP_DEC_SEG_MAX,
   ASP_DEC_SEG_INFO,
   ASP_DEC_SEG_HIST,
-  ASP_DEC_STATES,
   ASP_DEC_COUNT
 };
 
@@ -159,12 +202,9 @@ static size_t asp_decode_layout(const adasplash_context *ctx, const asp_attn_pro
   const size_t sizes[ASP_DEC_COUNT] = {rows * (size_t)d->kv_len * 4,
                                        rows * 4,
                                        rows * 4,
-                                       nsplit * rows * (size_t)d->head_dim * 4,
-                                       nsplit * rows * 4,
                                        rows * nsplit * 2 * 4,
                                        rows * nsplit * 3 * 4,
-                                       rows * nsplit * 3 * w * 4,
-                                       rows * ASP_ROWS_STATE_BYTES};
+                                       rows * nsplit * 3 * w * 4};
   size_t off = 0;
   for (int i = 0; i < ASP_DEC_COUNT; ++i) {
     if (sec) {
@@ -189,11 +229,11 @@ int asp_decode_fits(const adasplash_context *ctx, const asp_attn_problem *pr) {
 }
 
 int asp_decode_supported(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
-  const int hd = asp_attn_padded_head_dim(head_dim), es = (int)adasplash_dtype_size(dtype);
-  const int swg = asp_decode_swg(ctx, dtype, head_dim);
-  return (unsigned long)swg <= ctx->tuning.max_wg &&
-         (size_t)ASP_DEC_SCORES_BYTES(swg, hd, es, asp_rows_bins(ctx) + 1) <=
-             asp_attn_local_avail(&ctx->tuning);
+  const int swg = asp_decode_swg(ctx, dtype, head_dim), wg = asp_decode_wg(ctx, dtype, head_dim);
+  const size_t avail = asp_attn_local_avail(&ctx->tuning);
+  return (unsigned long)swg <= ctx->tuning.max_wg && (unsigned long)wg <= ctx->tuning.max_wg &&
+         asp_decode_swg_bytes(ctx, dtype, head_dim, swg) <= avail &&
+         asp_decode_wg_bytes(ctx, wg) <= avail;
 }
 
 int asp_decode_wanted(const adasplash_context *ctx, const asp_attn_problem *pr) {
@@ -309,31 +349,30 @@ adasplash_status asp_decode_forward(adasplash_context *ctx, const asp_attn_probl
   if (st == ADASPLASH_SUCCESS) {
     /* tau per row on the row program's terms (tolerance at most 1e-6, at least 32 sweeps); the
      * output is divided by the measured sum of p, so an exact finish needs no measuring sweep. */
-    asp_rows_job job;
-    memset(&job, 0, sizeof job);
-    job.dtype = ADASPLASH_F32;
-    job.rows = rows;
-    job.cols = (size_t)d->kv_len;
-    job.row_stride = job.cols;
-    job.alpha = d->alpha;
-    job.alpha_buf = d->alpha_buf ? V[ASP_DEC_ALPHA] : NULL;
-    job.valid_cols = V[ASP_DEC_VISIBLE];
-    job.tolerance = d->tolerance < 1e-6f ? d->tolerance : 1e-6f;
-    job.max_iter = d->max_iter > 32 ? d->max_iter : 32;
-    job.use_hist = ctx->tuning.attn_hist;
-    st = asp_rows_seg_solve(ctx, &job, chain, V[ASP_DEC_SCORES], nsplit, V[ASP_DEC_SEG_MAX],
-                            V[ASP_DEC_SEG_INFO], V[ASP_DEC_SEG_HIST], V[ASP_DEC_STATES], 0);
-  }
-  if (st == ADASPLASH_SUCCESS && d->kv_len > 0)
-    st = asp_decode_pv(&plan, &a, kv, chain, split, v, V[ASP_DEC_SCORES], V[ASP_DEC_VISIBLE],
-                       V[ASP_DEC_STATES], V[ASP_DEC_ALPHA], V[ASP_DEC_PART], V[ASP_DEC_PSUM]);
-  if (st == ADASPLASH_SUCCESS) {
-    const size_t n = rows * (size_t)d->head_dim, wg = (size_t)plan.decode.wg;
-    cl_int has_psum = 1, combine_n = d->kv_len > 0 ? cnseg : 0;
-    size_t global[1] = {(n + wg - 1) / wg * wg}, local[1] = {wg};
-    asp_arg args[] = {ASP_ARG(a),        ASP_ARG(V[ASP_DEC_PART]), ASP_ARG(V[ASP_DEC_PSUM]),
-                      ASP_ARG(has_psum), ASP_ARG(combine_n),       ASP_ARG(out)};
-    st = asp_launch(chain, plan.program, "decode_combine", args, sizeof args / sizeof args[0], 1,
+    const size_t wg = (size_t)plan.decode.wg;
+    cl_int use_hist = ctx->tuning.attn_hist;
+    cl_float tol = d->tolerance < 1e-6f ? d->tolerance : 1e-6f;
+    cl_int max_iter = d->max_iter > 32 ? d->max_iter : 32;
+    size_t global[1] = {rows * wg}, local[1] = {wg};
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(v),
+                      ASP_ARG(table),
+                      ASP_ARG(page_size),
+                      ASP_ARG(max_blocks),
+                      ASP_ARG(num_pages),
+                      ASP_ARG(cnseg),
+                      ASP_ARG(qscale),
+                      ASP_ARG(use_hist),
+                      ASP_ARG(tol),
+                      ASP_ARG(max_iter),
+                      ASP_ARG(V[ASP_DEC_SCORES]),
+                      ASP_ARG(V[ASP_DEC_VISIBLE]),
+                      ASP_ARG(V[ASP_DEC_ALPHA]),
+                      ASP_ARG(V[ASP_DEC_SEG_MAX]),
+                      ASP_ARG(V[ASP_DEC_SEG_INFO]),
+                      ASP_ARG(V[ASP_DEC_SEG_HIST]),
+                      ASP_ARG(out)};
+    st = asp_launch(chain, plan.program, "decode_finish", args, sizeof args / sizeof args[0], 1,
                     global, local);
   }
   asp_views_release(V, ASP_DEC_COUNT);

@@ -162,7 +162,7 @@ static int run_contiguous(adasplash_context *ctx, const dcase *c) {
   if (f) {
     char line[256];
     while (fgets(line, sizeof line, f))
-      if (strncmp(line, "decode_pv,", 10) == 0) used_decode = 1;
+      if (strncmp(line, "decode_finish,", 14) == 0) used_decode = 1;
     fclose(f);
     remove(trace);
   }
@@ -531,7 +531,16 @@ static int check_errors(adasplash_context *ctx) {
 
 int main(int argc, char **argv) {
   const int simulator = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
-  adasplash_context *ctx = test_context(NULL);
+  /* The decode path for every q_len of the cases (a device's default decode_max_q may be lower),
+   * on top of whatever ADASPLASH_TUNE asks for. */
+  char tune[1024];
+  const char *env_tune = getenv("ADASPLASH_TUNE");
+  snprintf(tune, sizeof tune, "%s%sdecode_max_q=16", env_tune ? env_tune : "",
+           env_tune && *env_tune ? "," : "");
+  adasplash_context_options opts;
+  adasplash_context_options_init(&opts);
+  opts.tune = tune;
+  adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   unsigned long long seed = 100;
   static const int lens4[4] = {0, 1, 17, 1000}, lens4s[4] = {0, 1, 17, 5};

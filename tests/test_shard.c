@@ -562,7 +562,17 @@ static void bad_arguments(adasplash_context *ctx) {
 
 int main(int argc, char **argv) {
   const int tiny = argc > 1 && strcmp(argv[1], "--oclgrind") == 0;
-  adasplash_context *ctx = test_context(NULL);
+  /* The single-device inference forward the shards are compared with: the decode path (fp32 p)
+   * for every q_len of the cases (a device's default decode_max_q may be lower), on top of
+   * whatever ADASPLASH_TUNE asks for. */
+  char tune[1024];
+  const char *env_tune = getenv("ADASPLASH_TUNE");
+  snprintf(tune, sizeof tune, "%s%sdecode_max_q=16", env_tune ? env_tune : "",
+           env_tune && *env_tune ? "," : "");
+  adasplash_context_options opts;
+  adasplash_context_options_init(&opts);
+  opts.tune = tune;
+  adasplash_context *ctx = test_context(&opts);
   test_print_device(ctx);
   const scase cases[] = {
       /* q_len 1, MHA, unequal shards with an empty one, the three alpha modes. */
