@@ -170,8 +170,9 @@ typedef struct asp_attn_args {
 #define ASP_DEC_LIST 512
 /* decode_finish, WG work-items: the merged histogram window (3 x W words), the sweep reduction (8
  * sums per work-item, reused for the output's), KMAX exact-finish candidates, the key list twice
- * (unordered and by key: score and key index each), and 128 bytes of scalars and solver state. */
+ * (unordered and by key: score and key index each), six int scalars and the solver state (11
+ * words); two more scalars where the work-group searches the bracket (within the reserve). */
 #define ASP_DEC_FIN_BYTES(WG, W, KMAX) \
-  (4 * 3 * (W) + 4 * 8 * (WG) + 4 * (KMAX) + 16 * ASP_DEC_LIST + 128)
+  (4 * 3 * (W) + 4 * 8 * (WG) + 4 * (KMAX) + 16 * ASP_DEC_LIST + 4 * 6 + 4 * 11)
 
 #endif /* ASP_ABI_H */
