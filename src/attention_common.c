@@ -409,7 +409,10 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_BINS", p->bins);
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
   }
-  if (family == ASP_PROGRAM_ATTN_DENSE) asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
+  if (family == ASP_PROGRAM_ATTN_DENSE) {
+    asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
+    asp_defines_add_int(&df, "ASP_TSUB", p->sub_tile);
+  }
   /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
   char arch[32] = "";
   if (p->impl == ASP_TILE_NV_MMA && !p->emu)
@@ -475,7 +478,7 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
     while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
     if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
     asp_attn_plan p = {
-        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0};
+        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0, 0};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -544,6 +547,7 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        tu->nv_stages,
                        tu->nv_stages,
                        !asp_variant_nv_native(ctx),
+                       0,
                        0};
     while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
       if (p.bins > 8)
@@ -579,9 +583,11 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
 }
 
 /* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
- * nv_dense_rows query rows per work-group (a multiple of the tile side, in warps of the forward's
- * segment rows, which must be 16), halved while its local memory or work-group does not fit.
- * Sets fwd->attn.dense_rows to the rows chosen, or 0 (attn_tau then sweeps itself). */
+ * nv_dense_rows query rows per work-group (more than the forward's tile, in warps of the forward's
+ * segment rows, which must be 16) against key tiles of nv_dense_tile keys (a multiple of the
+ * forward's tile, at most the rows; its tile maxima keep the forward's tiles), rows halved while
+ * its local memory or work-group does not fit. Sets fwd->attn.dense_rows
+ * to the rows chosen, or 0 (attn_tau then sweeps itself). */
 static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
                                             int head_dim, asp_plan *fwd) {
   const asp_tuning *tu = &ctx->tuning;
@@ -590,8 +596,12 @@ static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dt
   if (p.impl != ASP_TILE_NV_MMA || p.tile / p.nseg != 16) return ADASPLASH_SUCCESS;
   const asp_variant_key key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim);
   const size_t avail = asp_attn_local_avail(tu);
-  for (int rows = tu->nv_dense_rows; rows > p.tile; rows /= 2) {
+  const int fwd_tile = p.tile;
+  const int keys = tu->nv_dense_tile > fwd_tile ? tu->nv_dense_tile : fwd_tile;
+  p.sub_tile = fwd_tile;
+  for (int rows = tu->nv_dense_rows; rows > fwd_tile; rows /= 2) {
     p.dense_rows = rows;
+    p.tile = keys < rows ? keys : rows; /* TQ a multiple of the key tile (powers of two) */
     p.wg = 32 * (rows / 16);
     if (rows % p.tile != 0 || (size_t)p.wg > tu->max_wg) continue;
     p.nstage_f = tu->nv_stages;

@@ -28,6 +28,7 @@ typedef struct asp_tuning {
   int nv_warps;      /* warps per work-group (each owns tile/warps rows, a multiple of 16) */
   int nv_stages;     /* operand slots: 2 prefetches the next tile while one is computed */
   int nv_dense_rows; /* rows per work-group of the dense sweep kernel (0: none) */
+  int nv_dense_tile; /* keys per staged tile of the dense sweep kernel (0: nv_tile) */
   int nv_emulate;    /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
   /* Row-wise entmax. */
   int rows_wg;         /* work-items per row (or per row segment) */

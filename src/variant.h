@@ -77,6 +77,8 @@ typedef struct asp_attn_plan {
   int emu;        /* NVIDIA: PTX emulated (tests on other devices) */
   int dense_rows; /* NVIDIA forward: query rows per work-group of attn_tau_dense (0: attn_tau
                      sweeps itself); the dense program's plan: its ASP_TQ */
+  int sub_tile;   /* the dense program's plan: the forward's tile (ASP_TSUB), whose layout its
+                     tile maxima keep while `tile` keys are staged at a time; else 0 */
 } asp_attn_plan;
 
 /* The plan of the row program. */
