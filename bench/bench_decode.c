@@ -4,9 +4,10 @@
  * Timed per configuration: the split-KV decode path (contiguous K/V through
  * adasplash_attention_forward, or a paged cache with shuffled pages through
  * adasplash_attention_forward_paged), the fused forward on the same problem (a second context on
- * the same queue with tuning decode_max_q=0), and a device copy of the K and V bytes (the copy
- * bandwidth the effective K/V bandwidth is compared with). Inputs: N(0,1) from the reference
- * PRNG (splitmix64, Box-Muller), rounded to float32, then to the dtype.
+ * the same queue with tuning decode_max_q=0), the library's softmax flash forward on the same
+ * contiguous K/V (the dense baseline: every key read and weighed), and a device copy of the K and V
+ * bytes (the copy bandwidth the effective K/V bandwidth is compared with). Inputs: N(0,1) from the
+ * reference PRNG (splitmix64, Box-Muller), rounded to float32, then to the dtype.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,8 +25,9 @@ typedef struct decode_cfg {
   uint64_t seed;
 } decode_cfg;
 
-enum { DEC_DECODE = 0, DEC_FUSED = 1, DEC_COPY = 2, DEC_ALGOS = 3 };
-static const char *const decode_algo_names[DEC_ALGOS] = {"decode", "fused-forward", "copy"};
+enum { DEC_DECODE = 0, DEC_FUSED = 1, DEC_SOFTMAX = 2, DEC_COPY = 3, DEC_ALGOS = 4 };
+static const char *const decode_algo_names[DEC_ALGOS] = {"decode", "fused-forward",
+                                                         "softmax-forward", "copy"};
 
 typedef struct decode_result {
   bench_outcome outcome;
@@ -94,7 +96,7 @@ static void *decode_paginate(const decode_cfg *c, const void *src, size_t es, co
 }
 
 static void decode_print_header(void) {
-  printf("%-13s %-5s %4s %4s %4s %4s %3s %7s %4s | %9s %9s %6s | %8s %6s %7s\n", "algo", "dtype",
+  printf("%-15s %-5s %4s %4s %4s %4s %3s %7s %4s | %9s %9s %6s | %8s %6s %7s\n", "algo", "dtype",
          "B", "H", "Hkv", "D", "q", "kv", "page", "med_ms", "min_ms", "sd%", "KV_GB/s", "share",
          "speedup");
   fflush(stdout);
@@ -114,7 +116,7 @@ static void decode_report(bench_env *env, const decode_cfg *c, const decode_resu
     const double speedup = a == DEC_DECODE && res[DEC_FUSED].outcome == OUT_OK
                                ? res[DEC_FUSED].t.total.median / s->median
                                : NAN;
-    printf("%-13s %-5s %4d %4d %4d %4d %3d %7d %4d | ", decode_algo_names[a],
+    printf("%-15s %-5s %4d %4d %4d %4d %3d %7d %4d | ", decode_algo_names[a],
            bench_dtype_names[c->dtype], c->b, c->h, c->kvh, c->d, c->q, c->kv, c->page);
     if (r->outcome != OUT_OK) {
       printf("%s: %s\n", bench_outcome_names[r->outcome], r->note);
@@ -146,7 +148,12 @@ static void decode_report(bench_env *env, const decode_cfg *c, const decode_resu
       dt_json_num(&j, "kv_gb_per_s", gbs);
       dt_json_num(&j, "copy_gb_per_s", copy_gbs);
       dt_json_num(&j, "bandwidth_share", share);
-      if (a == DEC_DECODE) dt_json_num(&j, "speedup_vs_fused", speedup);
+      if (a == DEC_DECODE) {
+        dt_json_num(&j, "speedup_vs_fused", speedup);
+        dt_json_num(
+            &j, "speedup_vs_softmax",
+            res[DEC_SOFTMAX].outcome == OUT_OK ? res[DEC_SOFTMAX].t.total.median / s->median : NAN);
+      }
     }
     dt_json_line_end(&j);
   }
@@ -189,7 +196,7 @@ static void decode_one(bench_env *env, adasplash_context *fused_ctx, const decod
   d.causal = o->causal;
   d.flags = ADASPLASH_ATTN_FORWARD_ONLY;
   cl_mem bq = NULL, bk = NULL, bv = NULL, bo = NULL, pk = NULL, pv = NULL, bt = NULL, bl = NULL,
-         ws = NULL, ws2 = NULL, cpy = NULL;
+         ws = NULL, ws2 = NULL, ws3 = NULL, cpy = NULL;
   int *table = NULL, *lens = NULL;
   void *hpk = NULL, *hpv = NULL;
   adasplash_paged_kv kv;
@@ -233,17 +240,22 @@ static void decode_one(bench_env *env, adasplash_context *fused_ctx, const decod
     kv.seq_lens_host = lens;
     if (!bl) st = ADASPLASH_ERROR_OUT_OF_DEVICE_MEMORY;
   }
-  size_t ws_bytes = 0, ws2_bytes = 0;
+  size_t ws_bytes = 0, ws2_bytes = 0, ws3_bytes = 0;
+  adasplash_attention_desc ds = d; /* the softmax baseline */
+  ds.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
   if (st == ADASPLASH_SUCCESS) st = adasplash_attention_prepare(env->ctx, &d);
   if (st == ADASPLASH_SUCCESS) st = adasplash_attention_prepare(fused_ctx, &d);
+  if (st == ADASPLASH_SUCCESS) st = adasplash_attention_prepare(env->ctx, &ds);
   if (st == ADASPLASH_SUCCESS)
     st = c->page ? adasplash_attention_paged_workspace_size(env->ctx, &d, &kv, &ws_bytes)
                  : adasplash_attention_workspace_size(env->ctx, &d, &ws_bytes);
   if (st == ADASPLASH_SUCCESS) st = adasplash_attention_workspace_size(fused_ctx, &d, &ws2_bytes);
+  if (st == ADASPLASH_SUCCESS) st = adasplash_attention_workspace_size(env->ctx, &ds, &ws3_bytes);
   if (st == ADASPLASH_SUCCESS) {
     ws = bench_buffer(env, ws_bytes, NULL, note, sizeof note);
     ws2 = bench_buffer(env, ws2_bytes, NULL, note, sizeof note);
-    if (!ws || !ws2) st = ADASPLASH_ERROR_OUT_OF_DEVICE_MEMORY;
+    ws3 = ws3_bytes ? bench_buffer(env, ws3_bytes, NULL, note, sizeof note) : NULL;
+    if (!ws || !ws2 || (ws3_bytes && !ws3)) st = ADASPLASH_ERROR_OUT_OF_DEVICE_MEMORY;
   }
   for (int a = 0; a < DEC_ALGOS; ++a) {
     bench_progress(env, "decode B=%d H=%d q=%d kv=%d page=%d %s: %s", c->b, c->h, c->q, c->kv,
@@ -275,6 +287,12 @@ static void decode_one(bench_env *env, adasplash_context *fused_ctx, const decod
       call.k = bk;
       call.v = bv;
       call.ws = ws2;
+    } else if (a == DEC_SOFTMAX) {
+      call.ctx = env->ctx;
+      call.desc = ds;
+      call.k = bk;
+      call.v = bv;
+      call.ws = ws3;
     } else {
       call.ctx = env->ctx;
       call.copy_src = bk; /* K then V sized: a copy of the K/V bytes into one buffer */
@@ -287,7 +305,7 @@ static void decode_one(bench_env *env, adasplash_context *fused_ctx, const decod
   if (!skip && st != ADASPLASH_SUCCESS) env->failures += DEC_ALGOS;
   env->step++;
   decode_report(env, c, res, kv_bytes, (double)kvn * es);
-  cl_mem *bufs[] = {&bq, &bk, &bv, &bo, &pk, &pv, &bt, &bl, &ws, &ws2, &cpy};
+  cl_mem *bufs[] = {&bq, &bk, &bv, &bo, &pk, &pv, &bt, &bl, &ws, &ws2, &ws3, &cpy};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) bench_release(bufs[i]);
   free(fq), free(fk), free(fv), free(hq), free(hk), free(hv), free(hpk), free(hpv);
   free(table), free(lens);
