@@ -146,17 +146,18 @@ typedef struct asp_attn_args {
 /* Split-KV decode (attn_decode.cl): query rows per block. The scores, histograms and P V of up to
  * this many rows of a kv head's group share each load of a key or value row. */
 #define ASP_DEC_RB 8
-/* decode_scores: work-items own 16-byte slices of key rows (S = D * ESIZE / 16 per row; D: the
- * padded head dim, ESIZE: bytes per element), SWG / S keys per round, a tile of up to 32 keys in
- * at most 8 rounds. Local: the tile's partial dots ([RB][keys][S + 1] floats), the row block's
- * histogram windows (3 x W words per row) and four words per row (max key, count, bad flag,
- * anchor). */
-#define ASP_DEC_KEYS_PER_ROUND(SWG, S) ((SWG) / (S))
+/* decode_scores: work-items (lanes) own SPW consecutive 16-byte slices of key rows (S = D * ESIZE /
+ * 16 per row; D: the padded head dim, ESIZE: bytes per element; L = S / SPW lanes per row),
+ * SWG / L keys per round, a tile of up to 32 keys in at most 8 rounds. Local: the tile's partial
+ * dots ([RB][keys][L + 1] floats), the row block's histogram windows (3 x W words per row) and
+ * four words per row (max key, count, bad flag, anchor). */
+#define ASP_DEC_KEYS_PER_ROUND(SWG, L) ((SWG) / (L))
 #define ASP_DEC_ROUNDS(KL) ((KL) >= 32 ? 1 : (32 / (KL) > 8 ? 8 : 32 / (KL)))
-#define ASP_DEC_TILE_KEYS(SWG, S) \
-  (ASP_DEC_KEYS_PER_ROUND(SWG, S) * ASP_DEC_ROUNDS(ASP_DEC_KEYS_PER_ROUND(SWG, S)))
-#define ASP_DEC_SCORES_BYTES(SWG, D, ESIZE, W)                                              \
-  (4 * ASP_DEC_RB * ASP_DEC_TILE_KEYS(SWG, (D) * (ESIZE) / 16) * ((D) * (ESIZE) / 16 + 1) + \
+#define ASP_DEC_TILE_KEYS(SWG, L) \
+  (ASP_DEC_KEYS_PER_ROUND(SWG, L) * ASP_DEC_ROUNDS(ASP_DEC_KEYS_PER_ROUND(SWG, L)))
+#define ASP_DEC_SCORES_BYTES(SWG, D, ESIZE, W, SPW)                      \
+  (4 * ASP_DEC_RB * ASP_DEC_TILE_KEYS(SWG, (D) * (ESIZE) / 16 / (SPW)) * \
+       ((D) * (ESIZE) / 16 / (SPW) + 1) +                                \
    4 * ASP_DEC_RB * 3 * (W) + 16 * ASP_DEC_RB)
 /* decode_scores on tensor cores (decode_scores_nv.clh): the row block's histogram windows and four
  * words per row; emulated (EMU 1), also the exchange buffer of 8 words per work-item. */
