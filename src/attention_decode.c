@@ -71,9 +71,9 @@ static size_t asp_decode_swg_bytes(const adasplash_context *ctx, adasplash_dtype
                                       asp_decode_spw(ctx, dtype, head_dim));
 }
 
-/* Work-items of decode_scores before the compiled kernel's limits: decode_wg, at least the 16-byte
- * slices of a key row (tensor cores: at least a warp of 32), halved (not below that) until its
- * local arrays fit the device. A function of the tuning, dtype and head dim only, so that
+/* Work-items of decode_scores before the compiled kernel's limits: decode_wg, at least the lanes
+ * of a key row (asp_decode_spw; tensor cores: at least a warp of 32), halved (not below that) until
+ * its local arrays fit the device. A function of the tuning, dtype and head dim only, so that
  * workspace sizes are known before any compilation. */
 static int asp_decode_swg(const adasplash_context *ctx, adasplash_dtype dtype, int head_dim) {
   const int lanes = asp_decode_slices(dtype, head_dim) / asp_decode_spw(ctx, dtype, head_dim);
