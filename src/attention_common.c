@@ -584,7 +584,8 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
 
 /* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
  * nv_dense_rows query rows per work-group (more than the forward's tile, in warps of the forward's
- * segment rows, which must be 16) against key tiles of nv_dense_tile keys (a multiple of the
+ * segment rows, which must be 16; nv_dense_warps warps, each a power-of-two number of m16 tiles)
+ * against key tiles of nv_dense_tile keys (a multiple of the
  * forward's tile, at most the rows; its tile maxima keep the forward's tiles), rows halved while
  * its local memory or work-group does not fit. Sets fwd->attn.dense_rows
  * to the rows chosen, or 0 (attn_tau then sweeps itself). */
@@ -602,7 +603,10 @@ static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dt
   for (int rows = tu->nv_dense_rows; rows > fwd_tile; rows /= 2) {
     p.dense_rows = rows;
     p.tile = keys < rows ? keys : rows; /* TQ a multiple of the key tile (powers of two) */
-    p.wg = 32 * (rows / 16);
+    const int warps = tu->nv_dense_warps > 0 && tu->nv_dense_warps < rows / 16
+                          ? tu->nv_dense_warps
+                          : rows / 16; /* each warp a whole number of m16 tiles */
+    p.wg = 32 * warps;
     if (rows % p.tile != 0 || (size_t)p.wg > tu->max_wg) continue;
     p.nstage_f = tu->nv_stages;
     while (p.nstage_f > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) --p.nstage_f;

@@ -40,6 +40,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_dense_tile, 0, 0, 128,
             "attention, NVIDIA path: keys per staged tile of the threshold pass's dense sweep (a "
             "multiple of nv_tile; 0: nv_tile)"),
+    ASP_KEY(nv_dense_warps, 0, 0, 16,
+            "attention, NVIDIA path: warps per work-group of the threshold pass's dense sweep "
+            "(16 rows or a multiple each; 0: one warp per 16 rows)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -147,7 +150,8 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
        strcmp(key, "attn_tile") == 0 || strcmp(key, "attn_bins") == 0 ||
        strcmp(key, "nv_tile") == 0 || strcmp(key, "nv_warps") == 0 ||
        (strcmp(key, "nv_dense_rows") == 0 && v != 0) ||
-       (strcmp(key, "nv_dense_tile") == 0 && v != 0) || strcmp(key, "rows_bins") == 0 ||
+       (strcmp(key, "nv_dense_tile") == 0 && v != 0) ||
+       (strcmp(key, "nv_dense_warps") == 0 && v != 0) || strcmp(key, "rows_bins") == 0 ||
        strcmp(key, "decode_wg") == 0 || strcmp(key, "decode_split") == 0) &&
       !asp_power_of_two(v)) {
     snprintf(err, err_size, "tuning key %s=%ld must be a power of two", key, v);

@@ -24,12 +24,13 @@ typedef struct asp_tuning {
   int attn_hist;      /* 1: histogram start for tau (AdaSplash-2); 0: plain certified bracket */
   int attn_bwd_fused; /* 1: one backward pass adds dQ atomically; 0: separate dQ and dK/dV passes */
   /* Fused attention, NVIDIA tensor-core path (16-bit storage, head dims up to 128). */
-  int nv_tile;       /* bitmap tile side = rows per work-group = keys per tile */
-  int nv_warps;      /* warps per work-group (each owns tile/warps rows, a multiple of 16) */
-  int nv_stages;     /* operand slots: 2 prefetches the next tile while one is computed */
-  int nv_dense_rows; /* rows per work-group of the dense sweep kernel (0: none) */
-  int nv_dense_tile; /* keys per staged tile of the dense sweep kernel (0: nv_tile) */
-  int nv_emulate;    /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
+  int nv_tile;        /* bitmap tile side = rows per work-group = keys per tile */
+  int nv_warps;       /* warps per work-group (each owns tile/warps rows, a multiple of 16) */
+  int nv_stages;      /* operand slots: 2 prefetches the next tile while one is computed */
+  int nv_dense_rows;  /* rows per work-group of the dense sweep kernel (0: none) */
+  int nv_dense_tile;  /* keys per staged tile of the dense sweep kernel (0: nv_tile) */
+  int nv_dense_warps; /* warps per work-group of the dense sweep kernel (0: one per 16 rows) */
+  int nv_emulate;     /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
   /* Row-wise entmax. */
   int rows_wg;         /* work-items per row (or per row segment) */
   int rows_bins;       /* histogram bins per unit of scaled score */

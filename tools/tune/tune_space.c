@@ -21,6 +21,7 @@ static const tune_key tune_keys[] = {
     {"nv_stages", TUNE_ATTENTION, 0, {1, 2}, 2, TUNE_NVIDIA_PATH},
     {"nv_dense_rows", TUNE_ATTENTION, 0, {0, 64, 128}, 3, TUNE_NVIDIA_PATH},
     {"nv_dense_tile", TUNE_ATTENTION, 0, {0, 64, 128}, 3, TUNE_NVIDIA_PATH},
+    {"nv_dense_warps", TUNE_ATTENTION, 0, {0, 2, 4}, 3, TUNE_NVIDIA_PATH},
     {"attn_bins", TUNE_ATTENTION, 0, {8, 16, 32}, 3, TUNE_ANY_PATH},
     {"attn_hist", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
     {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
