@@ -41,10 +41,13 @@ int asp_variant_nv_native(const adasplash_context *ctx) {
   return ctx->path == ADASPLASH_PATH_NVIDIA_MMA && asp_variant_nv_capable(ctx);
 }
 
-/* NVIDIA's OpenCL compiler takes inline PTX: one red.add per float atomic (cl/atomics.clh). Vendor
- * code, so only where the nvidia path runs natively or "auto" runs on an NVIDIA device. */
+/* NVIDIA's OpenCL compiler takes inline PTX: one red.add per float atomic (cl/atomics.clh), and
+ * from compute capability 9.0 one red.add.v2 per pair of adjacent floats: ASP_PTX_ATOMICS 2 (or 1,
+ * or 0: none). Vendor code, so only where the nvidia path runs natively or "auto" runs on an NVIDIA
+ * device. */
 static int asp_variant_ptx_atomics(const adasplash_context *ctx) {
-  return asp_variant_nv_native(ctx) || (ctx->path_auto && ctx->dev.is_nvidia);
+  if (!(asp_variant_nv_native(ctx) || (ctx->path_auto && ctx->dev.is_nvidia))) return 0;
+  return ctx->dev.info.nvidia_compute_capability >= 90 ? 2 : 1;
 }
 
 asp_variant_key asp_variant_key_of(const adasplash_context *ctx, asp_program_family family,
@@ -73,7 +76,7 @@ void asp_defines_init(asp_defines *d, const adasplash_context *ctx, const asp_va
   d->count = 0;
   asp_defines_add_int(d, "ASP_DTYPE", (long)key->dtype);
   if (key->family == ASP_PROGRAM_ATTN_BACKWARD && asp_variant_ptx_atomics(ctx))
-    asp_defines_add_int(d, "ASP_PTX_ATOMICS", 1);
+    asp_defines_add_int(d, "ASP_PTX_ATOMICS", asp_variant_ptx_atomics(ctx));
 }
 
 void asp_defines_add_int(asp_defines *d, const char *name, long value) {
