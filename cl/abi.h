@@ -139,8 +139,19 @@ typedef struct asp_attn_args {
 #define ASP_DENSE_ROW_WORDS 4
 #define ASP_DENSE_HIST_WORDS(BINS) (3 * ((BINS) + 1))
 
-/* Key-block backward pass: the visited query rows' constants (row max, tau or lse, 1/l,
- * l^(alpha-2), delta, visible keys). */
+/* What the backward passes need of a query row, computed once per row by the backward's first
+ * kernel (attn_bwd_pre, softmax_flash_bwd_pre) into the workspace: [rows][ASP_QROW_WORDS] floats,
+ * the row max m and t = tau - m (softmax: 0 and the log-sum-exp), 1/l, l^(alpha-2) (softmax: 0)
+ * and delta. Two 16-byte loads per row. */
+#define ASP_QROW_M 0
+#define ASP_QROW_T 1
+#define ASP_QROW_LINV 2
+#define ASP_QROW_LPOW 3
+#define ASP_QROW_DELTA 4
+#define ASP_QROW_WORDS 8
+
+/* Key-block backward pass: the visited query rows' constants in local memory (a float4 of m, t,
+ * 1/l, l^(alpha-2) and a float2 of delta and the visible keys' bits per row). */
 #define ASP_QROW_BYTES(T) (6 * 4 * (T))
 
 /* Split-KV decode (attn_decode.cl): query rows per block. The scores, histograms and P V of up to

@@ -11,11 +11,13 @@
 #include "attn_out.clh"
 #include "attn_grad.clh"
 
-/* Per row: delta = dO . out2 and, when asked, d(alpha) of the row = dO . Z (Z saved by the
- * forward). One work-item per (batch, head, row). */
+/* Per row: the backward's row constants (abi.h, ASP_QROW_*): the row max and tau - m, 1/l,
+ * l^(alpha-2) and delta = dO . out2; and, when asked, d(alpha) of the row = dO . Z (Z saved by
+ * the forward). One work-item per (batch, head, row). */
 __kernel void attn_bwd_pre(asp_attn_args a, __global const store_t *dout,
                            __global const float *out2, __global const float *zalpha,
-                           __global const float *rowstats, int want_dalpha, __global float *delta,
+                           __global const float *alpha_heads, __global const float *rowstate,
+                           __global const float *rowstats, int want_dalpha, __global float *qrows,
                            __global float *drow) {
   const asp_geom g = a.g;
   const size_t gid = get_global_id(0);
@@ -23,7 +25,8 @@ __kernel void attn_bwd_pre(asp_attn_args a, __global const store_t *dout,
   if (gid >= rows) return;
   const int i = (int)(gid % (size_t)g.q_len);
   const int bh = (int)(gid / (size_t)g.q_len);
-  const ulong base = asp_row0(a.o, bh / g.q_heads, bh % g.q_heads, i);
+  const int h = bh % g.q_heads;
+  const ulong base = asp_row0(a.o, bh / g.q_heads, h, i);
   const size_t fbase = gid * (size_t)g.head_dim;
   float d_o2 = 0.0f, d_z = 0.0f;
   for (int d = 0; d < g.head_dim; ++d) {
@@ -31,8 +34,14 @@ __kernel void attn_bwd_pre(asp_attn_args a, __global const store_t *dout,
     d_o2 = fma(go, out2[fbase + d], d_o2);
     if (want_dalpha) d_z = fma(go, zalpha[fbase + d], d_z);
   }
+  const float alpha = a.has_alpha ? alpha_heads[h] : a.alpha;
   const float l = rowstats[gid * ASP_ROWSTAT_COUNT + ASP_ROWSTAT_L];
-  delta[gid] = l > 0.0f ? d_o2 : 0.0f;
+  __global float *w = qrows + gid * ASP_QROW_WORDS;
+  w[ASP_QROW_M] = rowstate[gid * ASP_ROWSTATE_COUNT + ASP_ROWSTATE_MAX];
+  w[ASP_QROW_T] = rowstate[gid * ASP_ROWSTATE_COUNT + ASP_ROWSTATE_TAU];
+  w[ASP_QROW_LINV] = l > 0.0f ? 1.0f / l : 0.0f;
+  w[ASP_QROW_LPOW] = l > 0.0f ? exp2((alpha - 2.0f) * log2(l)) : 0.0f;
+  w[ASP_QROW_DELTA] = l > 0.0f ? d_o2 : 0.0f;
   if (want_dalpha) drow[gid] = isnan(l) ? NAN : (l > 0.0f ? d_z : 0.0f);
 }
 
@@ -59,11 +68,10 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dq(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const store_t *v, __global const store_t *dout, __global store_t *dq,
     __global const float *alpha_heads, __global const int *q_lens, __global const int *kv_lens,
-    __global const float *rowstate, __global const float *rowstats, __global const float *delta,
-    __global const uint *bitmap) {
+    __global const float *qrows, __global const uint *bitmap) {
   __local float4 arena[(ASP_QUERY_PASS_ARENA_BYTES + 15) / 16];
   asp_query_block_pass(ASP_FORMULA_ENTMAX, &a, q, k, v, dout, dq, alpha_heads, q_lens, kv_lens,
-                       rowstate, rowstats, delta, bitmap, (__local uchar *)arena);
+                       qrows, bitmap, (__local uchar *)arena);
 }
 
 /* Split backward: dK and dV per key block. */
@@ -71,11 +79,10 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dkdv(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const store_t *v, __global const store_t *dout, __global store_t *dk,
     __global store_t *dv, __global const float *alpha_heads, __global const int *q_lens,
-    __global const int *kv_lens, __global const float *rowstate, __global const float *rowstats,
-    __global const float *delta, __global const uint *bitmap_t) {
+    __global const int *kv_lens, __global const float *qrows, __global const uint *bitmap_t) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(0) + 15) / 16];
   asp_key_block_pass(ASP_FORMULA_ENTMAX, 0, &a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
-                     rowstate, rowstats, delta, bitmap_t, 0, (__local uchar *)arena);
+                     qrows, bitmap_t, 0, (__local uchar *)arena);
 }
 
 /* Fused backward: dK, dV and the dQ contributions in one pass over the active tiles; dq_acc must
@@ -84,11 +91,11 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_fused
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const store_t *v, __global const store_t *dout, __global store_t *dk,
     __global store_t *dv, __global const float *alpha_heads, __global const int *q_lens,
-    __global const int *kv_lens, __global const float *rowstate, __global const float *rowstats,
-    __global const float *delta, __global const uint *bitmap_t, __global float *dq_acc) {
+    __global const int *kv_lens, __global const float *qrows, __global const uint *bitmap_t,
+    __global float *dq_acc) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(1) + 15) / 16];
   asp_key_block_pass(ASP_FORMULA_ENTMAX, 1, &a, q, k, v, dout, dk, dv, alpha_heads, q_lens, kv_lens,
-                     rowstate, rowstats, delta, bitmap_t, dq_acc, (__local uchar *)arena);
+                     qrows, bitmap_t, dq_acc, (__local uchar *)arena);
 }
 
 /* dQ = scale * dq_acc in the caller's dtype and layout. One work-item per element; padding rows

@@ -20,9 +20,10 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_
                    lse, (__local uchar *)arena);
 }
 
-/* delta = dO . O per row. */
+/* The backward's row constants (abi.h, ASP_QROW_*): m = 0, t = the log-sum-exp, delta = dO . O. */
 __kernel void softmax_flash_bwd_pre(asp_attn_args a, __global const store_t *o,
-                                    __global const store_t *dout, __global float *delta) {
+                                    __global const store_t *dout, __global const float *lse,
+                                    __global float *qrows) {
   const asp_geom g = a.g;
   const size_t gid = get_global_id(0);
   const size_t rows = (size_t)g.batch * g.q_heads * g.q_len;
@@ -33,25 +34,29 @@ __kernel void softmax_flash_bwd_pre(asp_attn_args a, __global const store_t *o,
   float s = 0.0f;
   for (int d = 0; d < g.head_dim; ++d)
     s = fma(ASP_LOAD(dout, base + (ulong)d), ASP_LOAD(o, base + (ulong)d), s);
-  delta[gid] = s;
+  __global float *w = qrows + gid * ASP_QROW_WORDS;
+  w[ASP_QROW_M] = 0.0f;
+  w[ASP_QROW_T] = lse[gid];
+  w[ASP_QROW_LINV] = 0.0f;
+  w[ASP_QROW_LPOW] = 0.0f;
+  w[ASP_QROW_DELTA] = s;
 }
 
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_bwd_dq(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const store_t *v, __global const store_t *dout, __global store_t *dq,
-    __global const int *q_lens, __global const int *kv_lens, __global const float *lse,
-    __global const float *delta) {
+    __global const int *q_lens, __global const int *kv_lens, __global const float *qrows) {
   __local float4 arena[(ASP_QUERY_PASS_ARENA_BYTES + 15) / 16];
-  asp_query_block_pass(ASP_FORMULA_SOFTMAX, &a, q, k, v, dout, dq, 0, q_lens, kv_lens, lse, 0,
-                       delta, 0, (__local uchar *)arena);
+  asp_query_block_pass(ASP_FORMULA_SOFTMAX, &a, q, k, v, dout, dq, 0, q_lens, kv_lens, qrows, 0,
+                       (__local uchar *)arena);
 }
 
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void softmax_flash_bwd_dkdv(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
     __global const store_t *v, __global const store_t *dout, __global store_t *dk,
     __global store_t *dv, __global const int *q_lens, __global const int *kv_lens,
-    __global const float *lse, __global const float *delta) {
+    __global const float *qrows) {
   __local float4 arena[(ASP_KEY_PASS_ARENA_BYTES(0) + 15) / 16];
-  asp_key_block_pass(ASP_FORMULA_SOFTMAX, 0, &a, q, k, v, dout, dk, dv, 0, q_lens, kv_lens, lse, 0,
-                     delta, 0, 0, (__local uchar *)arena);
+  asp_key_block_pass(ASP_FORMULA_SOFTMAX, 0, &a, q, k, v, dout, dk, dv, 0, q_lens, kv_lens, qrows,
+                     0, 0, (__local uchar *)arena);
 }

@@ -37,7 +37,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
   sizes[ASP_SEC_ZALPHA] =
       (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? rows * (size_t)d->head_dim * 4 : 0;
   sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nseg * (size_t)g.nkb * 4;
-  sizes[ASP_SEC_DELTA] = rows * 4;
+  sizes[ASP_SEC_DELTA] = rows * ASP_QROW_WORDS * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
   sizes[ASP_SEC_DQACC] = ctx->tuning.attn_bwd_fused ? rows * (size_t)d->head_dim * 4 : 0;
   /* The dense sweep kernel's results for the threshold pass (plans with attn_tau_dense). */
@@ -397,6 +397,8 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                    ASP_ARG(dout),
                    ASP_ARG(S[ASP_SEC_OUT2]),
                    ASP_ARG(S[ASP_SEC_ZALPHA]),
+                   ASP_ARG(alpha_buf),
+                   ASP_ARG(S[ASP_SEC_ROWSTATE]),
                    ASP_ARG(S[ASP_SEC_ROWSTATS]),
                    ASP_ARG(want_dalpha),
                    ASP_ARG(S[ASP_SEC_DELTA]),
@@ -416,8 +418,6 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(alpha_buf),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
-                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
-                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_DELTA]),
                       ASP_ARG(S[ASP_SEC_BITMAP])};
     st = asp_launch(chain, plan.program, "attn_bwd_dq", args, sizeof args / sizeof args[0], 3,
@@ -440,8 +440,6 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                       ASP_ARG(alpha_buf),
                       ASP_ARG(q_lens),
                       ASP_ARG(kv_lens),
-                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
-                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
                       ASP_ARG(S[ASP_SEC_DELTA]),
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(dq_acc)};

@@ -20,7 +20,7 @@ enum {
   ASP_SEC_OUT2,       /* [B,Hq,q_len,head_dim] fp32: sum(s v)/sum(s) */
   ASP_SEC_ZALPHA,     /* [B,Hq,q_len,head_dim] fp32: Z with dL/dalpha_row = dO . Z (attn_fwd.clh) */
   ASP_SEC_TILEMAX,    /* workspace: [B,Hq,nqb,nseg,nkb] score max per tile and row segment */
-  ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len] dO . out2 */
+  ASP_SEC_DELTA,      /* workspace (backward): [B,Hq,q_len][ASP_QROW_WORDS] row constants */
   ASP_SEC_DROW,       /* workspace (backward): [B,Hq,q_len] d(alpha) per row */
   ASP_SEC_DQACC,      /* workspace (fused backward): [B,Hq,q_len,head_dim] fp32 dQ sums */
   ASP_SEC_DENSE_ROWS, /* workspace (NVIDIA forward): [B,Hq,q_len] x ASP_DENSE_ROW_WORDS */

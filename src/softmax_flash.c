@@ -19,8 +19,8 @@ adasplash_status asp_softmax_prepare(adasplash_context *ctx, const asp_attn_prob
 void asp_softmax_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,
                        asp_state_sizes *sizes) {
   (void)ctx;
-  sizes->saved = asp_softmax_rows(pr) * 4;     /* log-sum-exp per row */
-  sizes->workspace = asp_softmax_rows(pr) * 4; /* delta of the backward */
+  sizes->saved = asp_softmax_rows(pr) * 4;                      /* log-sum-exp per row */
+  sizes->workspace = asp_softmax_rows(pr) * ASP_QROW_WORDS * 4; /* the backward's row constants */
 }
 
 /* The plan of pr and, when the call has one, the caller's saved buffer checked. */
@@ -64,30 +64,28 @@ adasplash_status asp_softmax_backward(adasplash_context *ctx, const asp_attn_pro
   adasplash_status st = asp_softmax_begin(ctx, pr, fn, saved, &plan);
   asp_scratch ws;
   if (st == ADASPLASH_SUCCESS)
-    st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, rows * 4, &ws);
+    st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace, rows * ASP_QROW_WORDS * 4, &ws);
   if (st != ADASPLASH_SUCCESS) return st;
-  cl_mem delta = ws.mem;
+  cl_mem qrows = ws.mem;
   const int wg = plan.attn.wg;
   const asp_attn_args a = asp_attn_make_args(pr, &plan);
   const asp_geom g = a.g;
   cl_mem q_lens = pr->d.q_lens, kv_lens = pr->d.kv_lens;
   size_t pre_local[1] = {64}, pre_global[1] = {(rows + 63) / 64 * 64};
-  asp_arg pre[] = {ASP_ARG(a), ASP_ARG(out), ASP_ARG(dout), ASP_ARG(delta)};
-  st = asp_launch(chain, plan.program, "softmax_flash_bwd_pre", pre, 4, 1, pre_global, pre_local);
+  asp_arg pre[] = {ASP_ARG(a), ASP_ARG(out), ASP_ARG(dout), ASP_ARG(saved), ASP_ARG(qrows)};
+  st = asp_launch(chain, plan.program, "softmax_flash_bwd_pre", pre, 5, 1, pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
-    asp_arg args[] = {ASP_ARG(a),     ASP_ARG(q),    ASP_ARG(k),      ASP_ARG(v),
-                      ASP_ARG(dout),  ASP_ARG(dq),   ASP_ARG(q_lens), ASP_ARG(kv_lens),
-                      ASP_ARG(saved), ASP_ARG(delta)};
+    asp_arg args[] = {ASP_ARG(a),  ASP_ARG(q),      ASP_ARG(k),       ASP_ARG(v),    ASP_ARG(dout),
+                      ASP_ARG(dq), ASP_ARG(q_lens), ASP_ARG(kv_lens), ASP_ARG(qrows)};
     st = asp_launch(chain, plan.program, "softmax_flash_bwd_dq", args, sizeof args / sizeof args[0],
                     3, global, local);
   }
   if (st == ADASPLASH_SUCCESS) {
     size_t global[3] = {(size_t)g.nkb * (size_t)wg, (size_t)g.kv_heads, (size_t)g.batch};
-    asp_arg args[] = {ASP_ARG(a),       ASP_ARG(q),     ASP_ARG(k),    ASP_ARG(v),
-                      ASP_ARG(dout),    ASP_ARG(dk),    ASP_ARG(dv),   ASP_ARG(q_lens),
-                      ASP_ARG(kv_lens), ASP_ARG(saved), ASP_ARG(delta)};
+    asp_arg args[] = {ASP_ARG(a),  ASP_ARG(q),  ASP_ARG(k),      ASP_ARG(v),       ASP_ARG(dout),
+                      ASP_ARG(dk), ASP_ARG(dv), ASP_ARG(q_lens), ASP_ARG(kv_lens), ASP_ARG(qrows)};
     st = asp_launch(chain, plan.program, "softmax_flash_bwd_dkdv", args,
                     sizeof args / sizeof args[0], 3, global, local);
   }
