@@ -42,9 +42,9 @@ int asp_variant_nv_native(const adasplash_context *ctx) {
 }
 
 /* NVIDIA's OpenCL compiler takes inline PTX: one red.add per float atomic (cl/atomics.clh), and
- * from compute capability 9.0 one red.add.v2 per pair of adjacent floats: ASP_PTX_ATOMICS 2 (or 1,
- * or 0: none). Vendor code, so only where the nvidia path runs natively or "auto" runs on an NVIDIA
- * device. */
+ * from compute capability 9.0 red.global.v2.f32.add is allowed per pair of adjacent floats (opt-in,
+ * atomics.clh): ASP_PTX_ATOMICS 2 (or 1, or 0: none). Vendor code, so only where the nvidia path
+ * runs natively or "auto" runs on an NVIDIA device. */
 static int asp_variant_ptx_atomics(const adasplash_context *ctx) {
   if (!(asp_variant_nv_native(ctx) || (ctx->path_auto && ctx->dev.is_nvidia))) return 0;
   return ctx->dev.info.nvidia_compute_capability >= 90 ? 2 : 1;
