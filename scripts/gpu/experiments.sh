@@ -14,7 +14,9 @@
 #   SHAPE (the bench's shape arguments), N (16384), ALGOS (entmax), DTYPE
 #   (bf16), TESTS ("nvidia:bf16 nvidia:f16 portable:f32": path:dtype pairs for
 #   test_attention_fwd/bwd --oclgrind; empty = none), TABLE (0), TABLE_NS ("4096 16384 32768"),
-#   DEADLINE (400: seconds after which no experiment starts).
+#   DEADLINE (400: seconds after which no experiment starts), REGS (space-separated experiments
+#   whose kernels' ptxas register counts go to regs.txt), NCU (1: an Nsight Compute profile of the
+#   training kernels with the first experiment's settings, ncu.txt; needs ncu on the machine).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-$PWD/gpu-out}
@@ -72,6 +74,41 @@ for e in "${exps[@]}"; do
     "$OUT/prof.csv" | sort >> "$S"
   rm -f "$OUT/prof.csv"
 done
+
+# Registers and spills per kernel (ptxas through -cl-nv-verbose), the training shape at N = 1024.
+for e in ${REGS:-}; do
+  rm -rf /tmp/asp-blogs
+  # shellcheck disable=SC2086
+  env $e ADASPLASH_CACHE_DIR=/tmp/asp-regs-cache ADASPLASH_BUILD_OPTIONS=-cl-nv-verbose \
+    ADASPLASH_BUILD_LOG_DIR=/tmp/asp-blogs timeout 90 "$B" --mode attention-fwd-bwd --n 1024 \
+    --b 1 --h 2 --d 64 --beta 2 --dtype "${DTYPE:-bf16}" --algos entmax --warmup 0 --repeats 1 \
+    > /dev/null 2>&1
+  echo "== $e" >> "$OUT/regs.txt"
+  grep -h -A3 "Function properties for\|Compiling entry" /tmp/asp-blogs/* 2> /dev/null |
+    grep -E "entry|registers|spill" | sed 's/^ptxas info *: //' >> "$OUT/regs.txt"
+done
+
+# Nsight Compute: speed of light, warp states, occupancy, memory, schedulers per training kernel.
+if [ "${NCU:-0}" = 1 ]; then
+  ncu_bin=$(command -v ncu)
+  for f in /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu; do
+    [ -z "$ncu_bin" ] && [ -x "$f" ] && ncu_bin=$f
+  done
+  first=${exps[0]:-ADASPLASH_TUNE=}
+  if [ -n "$ncu_bin" ]; then
+    # shellcheck disable=SC2086
+    env $first timeout 150 "$ncu_bin" --clock-control none --section SpeedOfLight \
+      --section WarpStateStats --section Occupancy --section LaunchStats \
+      --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+      -k 'regex:attn_tau_dense|attn_tau$|attn_forward_grad|attn_bwd_fused' -c 4 -o /tmp/asp-ncu -f \
+      "$B" --mode attention-fwd-bwd $SHAPE --dtype "${DTYPE:-bf16}" --algos entmax --warmup 0 \
+      --repeats 1 > "$OUT/ncu-run.log" 2>&1
+    note "ncu rc=$?"
+    "$ncu_bin" --import /tmp/asp-ncu.ncu-rep --page details > "$OUT/ncu.txt" 2>&1
+  else
+    note "ncu: not found"
+  fi
+fi
 
 if [ "${TABLE:-0}" = 1 ]; then
   NS=${TABLE_NS:-4096 16384 32768} BETAS=2 DTYPES=bf16 REPEATS=5 WARMUP=2 BUDGET_S=200 \
