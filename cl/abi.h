@@ -52,6 +52,10 @@ typedef struct asp_attn_args {
   asp_i32 aligned16;  /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
   asp_i32 dense_done; /* threshold pass: attn_tau_dense ran the dense sweep (its rows, histograms
                          and tile maxima are in the workspace) */
+  asp_i32 fuse;       /* forward, alpha 1.5 / 2: the refinement sweep runs inside the output pass
+                         (attn_fused.clh) for the blocks attn_tau marks (ASP_STAT_FUSE 1) */
+  asp_i32 retry;      /* forward: this launch redoes only the blocks whose fused output pass fell
+                         back (ASP_STAT_FUSE 2) the separate way; the others return at once */
 } asp_attn_args;
 
 /* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats, the row max m of the scaled
@@ -77,7 +81,13 @@ typedef struct asp_attn_args {
 #define ASP_STAT_RESIDUAL 4
 #define ASP_STAT_ROWS 5
 #define ASP_STAT_REFINE_TILES 6 /* key tiles the refinement sweeps visited, summed over sweeps */
+#define ASP_STAT_FUSE \
+  7 /* 0: refined by attn_tau; 1: solved in the fused output pass; 2: it fell back */
 #define ASP_STAT_COUNT 8
+
+/* Fused refinement (args.fuse): what attn_tau leaves per row for the fused output pass, the row
+ * solver after the row start (asp_row_solver, at most 64 bytes), [rows][ASP_ROWSOLVER_WORDS]. */
+#define ASP_ROWSOLVER_WORDS 16
 
 /* What the output pass keeps for the backward. */
 #define ASP_SAVE_NONE 0       /* inference */
@@ -132,6 +142,12 @@ typedef struct asp_attn_args {
 #define ASP_TAU_PASS_BYTES(T, BINS, KMAX)                                             \
   (ASP_TAU_HIST_BYTES(T, BINS) + 4 * (T) * (KMAX) + (T) * (6 * 4 + 8 * 4 + 64) + 64 + \
    4 * ASP_TAU_VISIT_WORDS * (1 + ASP_TAU_MAX_SEGS))
+/* The fused output pass (attn_fused.clh) on top of the output pass's products: per row KMAX
+ * candidates (score and key), their count, ASP_NSUM sweep sums and the row solver (64 bytes); per
+ * segment the lowest lower bound; the visit masks as in the threshold pass; flags. */
+#define ASP_FUSE_PASS_BYTES(T, KMAX)                     \
+  (8 * (T) * (KMAX) + (T) * (4 + 4 * 8 + 64) + 4 * (T) + \
+   4 * ASP_TAU_VISIT_WORDS * (1 + ASP_TAU_MAX_SEGS) + 64)
 /* The dense sweep's own kernel (attn_tau_dense, TQ rows per work-group): the histograms only. */
 #define ASP_TAU_DENSE_PASS_BYTES(TQ, BINS) ASP_TAU_HIST_BYTES(TQ, BINS)
 /* What attn_tau_dense leaves per row in the workspace for attn_tau: max, histogram anchor, window

@@ -45,6 +45,8 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
   sizes[ASP_SEC_DENSE_ROWS] = dense ? rows * ASP_DENSE_ROW_WORDS * 4 : 0;
   sizes[ASP_SEC_DENSE_HIST] =
       dense ? rows * (size_t)ASP_DENSE_HIST_WORDS((size_t)plan->attn.bins) * 4 : 0;
+  /* The row solvers attn_tau leaves to the fused output pass (plans with the fused passes). */
+  sizes[ASP_SEC_ROWSOLVER] = plan->attn.fuse ? rows * ASP_ROWSOLVER_WORDS * 4 : 0;
   /* Saved: everything the backward reads. Workspace: the rest (and, for inference, the state). */
   static const int saved_secs[] = {ASP_SEC_HEADER, ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS,
                                    ASP_SEC_BITMAP, ASP_SEC_BITMAP_T, ASP_SEC_BLOCKSTATS,
@@ -62,7 +64,8 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
    * buffer). Backward: delta, drow (and the fused backward's dQ sums). The two uses never overlap
    * in time within one call, so they share offsets from 0. */
   size_t w = 0;
-  static const int fwd_ws_secs[] = {ASP_SEC_TILEMAX, ASP_SEC_DENSE_ROWS, ASP_SEC_DENSE_HIST};
+  static const int fwd_ws_secs[] = {ASP_SEC_TILEMAX, ASP_SEC_DENSE_ROWS, ASP_SEC_DENSE_HIST,
+                                    ASP_SEC_ROWSOLVER};
   for (size_t i = 0; i < sizeof fwd_ws_secs / sizeof fwd_ws_secs[0]; ++i) {
     lay->ws_offset[fwd_ws_secs[i]] = w;
     w = asp_align_up(w + sizes[fwd_ws_secs[i]], a);
@@ -248,9 +251,10 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   st = asp_scratch_get(ctx, fn, ASP_SCRATCH_WORKSPACE, workspace,
                        saved ? lay.ws_train_bytes : lay.ws_infer_bytes, &ws);
   cl_mem S[ASP_SEC_COUNT] = {NULL};
-  static const int secs[] = {
-      ASP_SEC_ROWSTATE, ASP_SEC_ROWSTATS, ASP_SEC_BITMAP,  ASP_SEC_BITMAP_T,   ASP_SEC_BLOCKSTATS,
-      ASP_SEC_OUT2,     ASP_SEC_ZALPHA,   ASP_SEC_TILEMAX, ASP_SEC_DENSE_ROWS, ASP_SEC_DENSE_HIST};
+  static const int secs[] = {ASP_SEC_ROWSTATE,   ASP_SEC_ROWSTATS,   ASP_SEC_BITMAP,
+                             ASP_SEC_BITMAP_T,   ASP_SEC_BLOCKSTATS, ASP_SEC_OUT2,
+                             ASP_SEC_ZALPHA,     ASP_SEC_TILEMAX,    ASP_SEC_DENSE_ROWS,
+                             ASP_SEC_DENSE_HIST, ASP_SEC_ROWSOLVER};
   asp_attn_buffers use = lay;
   if (!saved) {
     /* Inference: the state lives in the workspace; nothing for the backward is written. */
@@ -274,6 +278,9 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   const int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
   a.qscale = (cl_float)(1u << qbits);
   const int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
+  /* The refinement inside the output pass: not with the alpha gradient (its p ln p terms have no
+   * moments). Blocks that cannot be finished there are redone by the retry launches below. */
+  a.fuse = plan.attn.fuse && save < 2;
   cl_mem alpha_buf = d->alpha_buf, q_lens = d->q_lens, kv_lens = d->kv_lens;
 
   if (saved) {
@@ -322,9 +329,50 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BITMAP]),
                       ASP_ARG(S[ASP_SEC_BITMAP_T]),
                       ASP_ARG(S[ASP_SEC_TILEMAX]),
-                      ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
+                      ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
+                      ASP_ARG(S[ASP_SEC_ROWSOLVER])};
     st = asp_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3, global,
                     local);
+  }
+  if (st == ADASPLASH_SUCCESS && a.fuse) {
+    asp_arg args[] = {ASP_ARG(a),
+                      ASP_ARG(q),
+                      ASP_ARG(k),
+                      ASP_ARG(v),
+                      ASP_ARG(out),
+                      ASP_ARG(alpha_buf),
+                      ASP_ARG(q_lens),
+                      ASP_ARG(kv_lens),
+                      ASP_ARG(S[ASP_SEC_ROWSOLVER]),
+                      ASP_ARG(S[ASP_SEC_TILEMAX]),
+                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                      ASP_ARG(S[ASP_SEC_BITMAP]),
+                      ASP_ARG(S[ASP_SEC_BITMAP_T]),
+                      ASP_ARG(S[ASP_SEC_OUT2]),
+                      ASP_ARG(S[ASP_SEC_ROWSTATS]),
+                      ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
+    st = asp_launch(chain, plan.program, save ? "attn_forward_grad_fused" : "attn_forward_fused",
+                    args, sizeof args / sizeof args[0], 3, global, local);
+    /* The retry: attn_tau and the plain output pass below, for the blocks that fell back. */
+    a.retry = 1;
+    if (st == ADASPLASH_SUCCESS) {
+      asp_arg targs[] = {ASP_ARG(a),
+                         ASP_ARG(q),
+                         ASP_ARG(k),
+                         ASP_ARG(alpha_buf),
+                         ASP_ARG(q_lens),
+                         ASP_ARG(kv_lens),
+                         ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
+                         ASP_ARG(S[ASP_SEC_DENSE_HIST]),
+                         ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                         ASP_ARG(S[ASP_SEC_BITMAP]),
+                         ASP_ARG(S[ASP_SEC_BITMAP_T]),
+                         ASP_ARG(S[ASP_SEC_TILEMAX]),
+                         ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
+                         ASP_ARG(S[ASP_SEC_ROWSOLVER])};
+      st = asp_launch(chain, plan.program, "attn_tau", targs, sizeof targs / sizeof targs[0], 3,
+                      global, local);
+    }
   }
   if (st == ADASPLASH_SUCCESS) {
     asp_arg args[] = {ASP_ARG(a),

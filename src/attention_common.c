@@ -260,8 +260,10 @@ asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *pla
 
 /* ---- the tile plan --------------------------------------------------------------------------- */
 
-static const char *const asp_forward_kernels[] = {"attn_tau", "attn_forward", "attn_forward_grad",
-                                                  "attn_forward_alpha"};
+static const char *const asp_forward_kernels[] = {"attn_tau",           "attn_forward",
+                                                  "attn_forward_grad",  "attn_forward_alpha",
+                                                  "attn_forward_fused", "attn_forward_grad_fused"};
+#define ASP_FUSED_FORWARD_KERNELS 2 /* the last two, compiled only with ASP_FUSE */
 static const char *const asp_backward_kernels[] = {"attn_bwd_pre",   "attn_bwd_dq",
                                                    "attn_bwd_dkdv",  "attn_bwd_dalpha",
                                                    "attn_bwd_fused", "attn_bwd_dq_store"};
@@ -330,6 +332,8 @@ static size_t asp_attn_kernel_local_bytes(asp_program_family family, const char 
     b = ASP_PRODUCTS(2, 1, 1) + ASP_QROW_BYTES(t);
   else if (strcmp(name, "attn_bwd_fused") == 0)
     b = ASP_PRODUCTS(2, 1, 2) + ASP_QROW_BYTES(t);
+  else if (strstr(name, "_fused") && family == ASP_PROGRAM_ATTN_FORWARD)
+    b = ASP_PRODUCTS(2, 0, 1) + ASP_FUSE_PASS_BYTES(t, (size_t)p->kmax);
   else if (strcmp(name, "attn_bwd_dalpha") == 0)
     b = wg * 4;
   else if (!strstr(name, "pre") && !strstr(name, "store"))
@@ -339,9 +343,11 @@ static size_t asp_attn_kernel_local_bytes(asp_program_family family, const char 
 }
 
 /* The kernels of a program. */
-static const char *const *asp_attn_kernels(asp_program_family family, size_t *count) {
+static const char *const *asp_attn_kernels(asp_program_family family, const asp_attn_plan *p,
+                                           size_t *count) {
   if (family == ASP_PROGRAM_ATTN_FORWARD) {
-    *count = sizeof asp_forward_kernels / sizeof asp_forward_kernels[0];
+    *count = sizeof asp_forward_kernels / sizeof asp_forward_kernels[0] -
+             (p->fuse ? 0 : ASP_FUSED_FORWARD_KERNELS);
     return asp_forward_kernels;
   }
   if (family == ASP_PROGRAM_ATTN_BACKWARD) {
@@ -359,7 +365,7 @@ static const char *const *asp_attn_kernels(asp_program_family family, size_t *co
 /* Local memory of a program's largest kernel. */
 static size_t asp_attn_local_bytes(asp_program_family family, const asp_attn_plan *p) {
   size_t count, m = 0;
-  const char *const *names = asp_attn_kernels(family, &count);
+  const char *const *names = asp_attn_kernels(family, p, &count);
   for (size_t i = 0; i < count; ++i) {
     const size_t b = asp_attn_kernel_local_bytes(family, names[i], p);
     if (b > m) m = b;
@@ -409,6 +415,7 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_BINS", p->bins);
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
   }
+  if (family == ASP_PROGRAM_ATTN_FORWARD && p->fuse) asp_defines_add_int(&df, "ASP_FUSE", p->fuse);
   if (family == ASP_PROGRAM_ATTN_DENSE) {
     asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
     asp_defines_add_int(&df, "ASP_TSUB", p->sub_tile);
@@ -420,7 +427,7 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
   adasplash_status st = asp_variant_program_opts(ctx, key, &df, arch, program);
   if (st != ADASPLASH_SUCCESS) return st;
   size_t count;
-  const char *const *names = asp_attn_kernels(family, &count);
+  const char *const *names = asp_attn_kernels(family, p, &count);
   size_t fit = (size_t)p->wg;
   for (size_t i = 0; i < count; ++i) {
     const asp_kernel *k = asp_program_kernel(*program, names[i]);
@@ -478,7 +485,8 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
     while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
     if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
     asp_attn_plan p = {
-        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0, 0};
+        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0, 0,
+        tu->attn_fuse};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -548,7 +556,8 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        tu->nv_stages,
                        !asp_variant_nv_native(ctx),
                        0,
-                       0};
+                       0,
+                       tu->attn_fuse};
     while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
       if (p.bins > 8)
         p.bins /= 2;

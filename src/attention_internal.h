@@ -25,6 +25,7 @@ enum {
   ASP_SEC_DQACC,      /* workspace (fused backward): [B,Hq,q_len,head_dim] fp32 dQ sums */
   ASP_SEC_DENSE_ROWS, /* workspace (NVIDIA forward): [B,Hq,q_len] x ASP_DENSE_ROW_WORDS */
   ASP_SEC_DENSE_HIST, /* workspace (NVIDIA forward): [B,Hq,q_len] x ASP_DENSE_HIST_WORDS */
+  ASP_SEC_ROWSOLVER,  /* workspace (fused forward): [B,Hq,q_len] x ASP_ROWSOLVER_WORDS */
   ASP_SEC_COUNT
 };
 

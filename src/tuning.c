@@ -29,6 +29,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(attn_bins, 0, 2, 256, "attention: histogram bins per unit of scaled score"),
     ASP_KEY(attn_hist, 0, 0, 1,
             "attention: tau starts from a score histogram (1) or the plain bracket (0)"),
+    ASP_KEY(attn_fuse, 0, 0, 2,
+            "attention forward, alpha 1.5 and 2: the refinement sweep inside the output pass (1; "
+            "2 makes every such block fall back, for tests) or its own sweep (0)"),
     ASP_KEY(attn_bwd_fused, 0, 0, 1,
             "attention backward: one pass with atomic dQ (1) or dQ and dK/dV passes (0)"),
     ASP_KEY(nv_tile, 0, 16, 128, "attention, NVIDIA path: bitmap tile side (rows per work-group)"),

@@ -79,6 +79,8 @@ typedef struct asp_attn_plan {
                      sweeps itself); the dense program's plan: its ASP_TQ */
   int sub_tile;   /* the dense program's plan: the forward's tile (ASP_TSUB), whose layout its
                      tile maxima keep while `tile` keys are staged at a time; else 0 */
+  int fuse;       /* the forward program also has the fused output passes (ASP_FUSE, attn_fused.clh:
+                     1, or 2: they always fall back) */
 } asp_attn_plan;
 
 /* The plan of the row program. */

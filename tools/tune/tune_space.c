@@ -24,6 +24,7 @@ static const tune_key tune_keys[] = {
     {"nv_dense_warps", TUNE_ATTENTION, 0, {0, 2, 4}, 3, TUNE_NVIDIA_PATH},
     {"attn_bins", TUNE_ATTENTION, 0, {8, 16, 32}, 3, TUNE_ANY_PATH},
     {"attn_hist", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
+    {"attn_fuse", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
     {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
     {"rows_wg", TUNE_ROWS, 1, {64, 128, 256, 512}, 4, TUNE_ANY_PATH},
     {"rows_bins", TUNE_ROWS, 0, {32, 64, 128}, 3, TUNE_ANY_PATH},
