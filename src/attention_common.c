@@ -484,9 +484,23 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
     int dk = tu->attn_dk < unit ? unit : (tu->attn_dk / unit) * unit;
     while (dk > unit && (dk > hd || hd % dk != 0)) dk -= unit;
     if (hd % dk != 0) dk = hd; /* one chunk: unit does not divide the head dim */
-    asp_attn_plan p = {
-        ASP_TILE_PORTABLE, t, wg, hd, tu->attn_bins, 32, tr, tr, tc, dk, vw, 0, 0, 0, 0, 0,
-        tu->attn_fuse};
+    asp_attn_plan p = {ASP_TILE_PORTABLE,
+                       t,
+                       wg,
+                       hd,
+                       tu->attn_bins,
+                       tu->attn_kmax,
+                       tr,
+                       tr,
+                       tc,
+                       dk,
+                       vw,
+                       0,
+                       0,
+                       0,
+                       0,
+                       0,
+                       tu->attn_fuse};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -546,7 +560,7 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        32 * nw,
                        hd,
                        tu->attn_bins,
-                       32,
+                       tu->attn_kmax,
                        nw,
                        0,
                        0,

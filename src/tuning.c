@@ -29,6 +29,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(attn_bins, 0, 2, 256, "attention: histogram bins per unit of scaled score"),
     ASP_KEY(attn_hist, 0, 0, 1,
             "attention: tau starts from a score histogram (1) or the plain bracket (0)"),
+    ASP_KEY(attn_kmax, 0, 1, 256,
+            "attention: candidates per row kept for tau's exact finish (fewer where local "
+            "memory runs short)"),
     ASP_KEY(attn_fuse, 0, 0, 2,
             "attention forward, alpha 1.5 and 2: the refinement sweep inside the output pass (1; "
             "2 makes every such block fall back, for tests) or its own sweep (0)"),
@@ -222,6 +225,7 @@ static const asp_tuning asp_class_defaults[] = {
                         .attn_dk = 32,
                         .attn_bins = 16,
                         .attn_hist = 1,
+                        .attn_kmax = 32,
                         .attn_bwd_fused = 1,
                         .rows_wg = 64,
                         .rows_bins = 64,
@@ -252,6 +256,7 @@ static const asp_tuning asp_class_defaults[] = {
                         .attn_dk = 16,
                         .attn_bins = 16,
                         .attn_hist = 1,
+                        .attn_kmax = 32,
                         .attn_bwd_fused = 1,
                         .rows_wg = 256,
                         .rows_bins = 64,

@@ -22,6 +22,7 @@ typedef struct asp_tuning {
   int attn_dk;        /* head-dim columns staged in local memory per step */
   int attn_bins;      /* histogram bins per unit of scaled score (bracket width 1/bins at worst) */
   int attn_hist;      /* 1: histogram start for tau (AdaSplash-2); 0: plain certified bracket */
+  int attn_kmax;      /* candidates per row for tau's exact finish (planner may lower it) */
   int attn_fuse;      /* 1: the forward's refinement inside the output pass (alpha 1.5 and 2) */
   int attn_bwd_fused; /* 1: one backward pass adds dQ atomically; 0: separate dQ and dK/dV passes */
   /* Fused attention, NVIDIA tensor-core path (16-bit storage, head dims up to 128). */
