@@ -232,6 +232,28 @@ static adasplash_status asp_attn_views(const adasplash_context *ctx, const asp_a
   return asp_views_make(ctx, sections, ASP_SEC_COUNT, views);
 }
 
+/* The threshold pass over every row block (args.retry: only the blocks to redo). */
+static adasplash_status asp_launch_tau(asp_chain *chain, asp_program *program, asp_attn_args a,
+                                       cl_mem q, cl_mem k, cl_mem alpha_buf, cl_mem q_lens,
+                                       cl_mem kv_lens, cl_mem *S, size_t *global, size_t *local) {
+  asp_arg args[] = {ASP_ARG(a),
+                    ASP_ARG(q),
+                    ASP_ARG(k),
+                    ASP_ARG(alpha_buf),
+                    ASP_ARG(q_lens),
+                    ASP_ARG(kv_lens),
+                    ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
+                    ASP_ARG(S[ASP_SEC_DENSE_HIST]),
+                    ASP_ARG(S[ASP_SEC_ROWSTATE]),
+                    ASP_ARG(S[ASP_SEC_BITMAP]),
+                    ASP_ARG(S[ASP_SEC_BITMAP_T]),
+                    ASP_ARG(S[ASP_SEC_TILEMAX]),
+                    ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
+                    ASP_ARG(S[ASP_SEC_ROWSOLVER])};
+  return asp_launch(chain, program, "attn_tau", args, sizeof args / sizeof args[0], 3, global,
+                    local);
+}
+
 static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_attn_problem *pr,
                                            asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
                                            cl_mem out, cl_mem saved, cl_mem workspace) {
@@ -316,24 +338,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   }
   size_t local[3] = {(size_t)wg, 1, 1};
   size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
-  if (st == ADASPLASH_SUCCESS) {
-    asp_arg args[] = {ASP_ARG(a),
-                      ASP_ARG(q),
-                      ASP_ARG(k),
-                      ASP_ARG(alpha_buf),
-                      ASP_ARG(q_lens),
-                      ASP_ARG(kv_lens),
-                      ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
-                      ASP_ARG(S[ASP_SEC_DENSE_HIST]),
-                      ASP_ARG(S[ASP_SEC_ROWSTATE]),
-                      ASP_ARG(S[ASP_SEC_BITMAP]),
-                      ASP_ARG(S[ASP_SEC_BITMAP_T]),
-                      ASP_ARG(S[ASP_SEC_TILEMAX]),
-                      ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
-                      ASP_ARG(S[ASP_SEC_ROWSOLVER])};
-    st = asp_launch(chain, plan.program, "attn_tau", args, sizeof args / sizeof args[0], 3, global,
-                    local);
-  }
+  if (st == ADASPLASH_SUCCESS)
+    st = asp_launch_tau(chain, plan.program, a, q, k, alpha_buf, q_lens, kv_lens, S, global, local);
   if (st == ADASPLASH_SUCCESS && a.fuse) {
     asp_arg args[] = {ASP_ARG(a),
                       ASP_ARG(q),
@@ -355,24 +361,9 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                     args, sizeof args / sizeof args[0], 3, global, local);
     /* The retry: attn_tau and the plain output pass below, for the blocks that fell back. */
     a.retry = 1;
-    if (st == ADASPLASH_SUCCESS) {
-      asp_arg targs[] = {ASP_ARG(a),
-                         ASP_ARG(q),
-                         ASP_ARG(k),
-                         ASP_ARG(alpha_buf),
-                         ASP_ARG(q_lens),
-                         ASP_ARG(kv_lens),
-                         ASP_ARG(S[ASP_SEC_DENSE_ROWS]),
-                         ASP_ARG(S[ASP_SEC_DENSE_HIST]),
-                         ASP_ARG(S[ASP_SEC_ROWSTATE]),
-                         ASP_ARG(S[ASP_SEC_BITMAP]),
-                         ASP_ARG(S[ASP_SEC_BITMAP_T]),
-                         ASP_ARG(S[ASP_SEC_TILEMAX]),
-                         ASP_ARG(S[ASP_SEC_BLOCKSTATS]),
-                         ASP_ARG(S[ASP_SEC_ROWSOLVER])};
-      st = asp_launch(chain, plan.program, "attn_tau", targs, sizeof targs / sizeof targs[0], 3,
-                      global, local);
-    }
+    if (st == ADASPLASH_SUCCESS)
+      st = asp_launch_tau(chain, plan.program, a, q, k, alpha_buf, q_lens, kv_lens, S, global,
+                          local);
   }
   if (st == ADASPLASH_SUCCESS) {
     asp_arg args[] = {ASP_ARG(a),
