@@ -12,8 +12,8 @@
 # Environment (defaults): EXPS ("ADASPLASH_TUNE=" : the defaults; ';' between experiments, ' '
 #   between the assignments of one), MODE (attention-fwd-bwd; decode: the decode target shape),
 #   SHAPE (the bench's shape arguments), N (16384), ALGOS (entmax), DTYPE
-#   (bf16), TESTS ("nvidia:bf16 nvidia:f16 portable:f32": path:dtype pairs for
-#   test_attention_fwd/bwd --oclgrind; empty = none), TABLE (0), TABLE_NS ("4096 16384 32768"),
+#   (bf16), TESTS ("nvidia:bf16 nvidia:f16 portable:f32": path:dtype[:tuning] for
+#   test_attention_fwd/bwd --oclgrind, the tuning an ADASPLASH_TUNE value; empty = none), TABLE (0), TABLE_NS ("4096 16384 32768"),
 #   DEADLINE (400: seconds after which no experiment starts), REGS (space-separated experiments
 #   whose kernels' ptxas register counts go to regs.txt), NCU (1: an Nsight Compute profile of the
 #   training kernels with the first experiment's settings, ncu.txt; needs ncu on the machine).
@@ -36,13 +36,14 @@ B=$PWD/build-gpu/bench/adasplash-bench
 TESTS=${TESTS-nvidia:bf16 nvidia:f16 portable:f32}
 if [ -n "$TESTS" ]; then
   mkdir -p "$OUT/tests"
-  for pd in $TESTS; do
+  for pdt in $TESTS; do
+    IFS=: read -r path dtype tune <<< "$pdt"
     for t in attention_fwd attention_bwd; do
       (
-        log=$OUT/tests/$t-${pd%%:*}-${pd##*:}.log
-        ADASPLASH_CHECK_LOCAL_MEM=1 ADASPLASH_PATH=${pd%%:*} TEST_DTYPE=${pd##*:} timeout 150 \
-          build-gpu/tests/test_$t --oclgrind > "$log" 2>&1
-        note "$t $pd rc=$? $(tail -n 1 "$log")"
+        log=$OUT/tests/$t-$path-$dtype${tune:+-${tune//[,=]/_}}.log
+        ADASPLASH_CHECK_LOCAL_MEM=1 ADASPLASH_PATH=$path TEST_DTYPE=$dtype \
+          ADASPLASH_TUNE=$tune timeout 150 build-gpu/tests/test_$t --oclgrind > "$log" 2>&1
+        note "$t $pdt rc=$? $(tail -n 1 "$log")"
       ) &
     done
   done
