@@ -78,7 +78,7 @@ done
 
 # Registers and spills per kernel (ptxas through -cl-nv-verbose), the training shape at N = 1024.
 for e in ${REGS:-}; do
-  rm -rf /tmp/asp-blogs
+  rm -rf /tmp/asp-blogs && mkdir -p /tmp/asp-blogs
   # shellcheck disable=SC2086
   env $e ADASPLASH_CACHE_DIR=/tmp/asp-regs-cache ADASPLASH_BUILD_OPTIONS=-cl-nv-verbose \
     ADASPLASH_BUILD_LOG_DIR=/tmp/asp-blogs timeout 90 "$B" --mode attention-fwd-bwd --n 1024 \
@@ -101,6 +101,7 @@ if [ "${NCU:-0}" = 1 ]; then
     env $first timeout 150 "$ncu_bin" --clock-control none --section SpeedOfLight \
       --section WarpStateStats --section Occupancy --section LaunchStats \
       --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+      --section InstructionStats \
       -k 'regex:attn_tau_dense|attn_tau$|attn_forward_grad|attn_bwd_fused' -c 4 -o /tmp/asp-ncu -f \
       "$B" --mode attention-fwd-bwd $SHAPE --dtype "${DTYPE:-bf16}" --algos entmax --warmup 0 \
       --repeats 1 > "$OUT/ncu-run.log" 2>&1
