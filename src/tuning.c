@@ -49,6 +49,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_dense_warps, 0, 0, 16,
             "attention, NVIDIA path: warps per work-group of the threshold pass's dense sweep "
             "(16 rows or a multiple each; 0: one warp per 16 rows)"),
+    ASP_KEY(nv_bwd_fused, 0, 0, 1,
+            "attention backward, NVIDIA path: one pass with atomic dQ (1) or dQ and dK/dV passes "
+            "(0)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -198,7 +201,11 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * H100, N=16384, H=16, D=64, causal, beta=2, bf16: backward kernels 22.7 ms fused vs 10.1 + 18.1
  * split; PoCL (2-core EPYC), N=4096, H=4, f32, 32x32 tiles: backward 952 vs 1334 ms (16x16 tiles,
  * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
- * attn_bwd_fused=0 is. The NVIDIA tensor-core path (used only on such devices): tiles on warps of
+ * attn_bwd_fused=0 is. The NVIDIA tensor-core path ranks them the other way (nv_bwd_fused=0):
+ * H100, same shape, backward kernels 1.71 (dK/dV) + 0.85 (dQ) ms split vs 2.90 + 0.17 (dQ store)
+ * fused, fwd+bwd 7.64 vs 8.16 ms (scripts/gpu/experiments.sh, 2026-12-07); its split dK/dV pass
+ * keeps K and V resident and runs no atomics. The NVIDIA tensor-core path (used only on such
+ * devices): tiles on warps of
  * 16 rows (measured below), the next tile prefetched with cp.async where local memory allows.
  * The split-KV decode path (attention_decode.c) serves inference forwards with q_len <= 16 on both
  * classes. PoCL (2-core EPYC), B=1, H=16, D=64, f32, causal, kv_len=65536, decode vs fused
@@ -238,7 +245,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_tile = 64,
                         .nv_warps = 4,
                         .nv_stages = 2,
-                        .nv_dense_rows = 128},
+                        .nv_dense_rows = 128,
+                        .nv_bwd_fused = 0},
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
      * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
@@ -269,7 +277,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_tile = 32,
                         .nv_warps = 2,
                         .nv_stages = 2,
-                        .nv_dense_rows = 128},
+                        .nv_dense_rows = 128,
+                        .nv_bwd_fused = 0},
 };
 
 void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {

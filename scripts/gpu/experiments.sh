@@ -102,7 +102,7 @@ if [ "${NCU:-0}" = 1 ]; then
       --section WarpStateStats --section Occupancy --section LaunchStats \
       --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
       --section InstructionStats \
-      -k 'regex:attn_tau_dense|attn_tau$|attn_forward_grad|attn_bwd_fused' -c 4 -o /tmp/asp-ncu -f \
+      -k 'regex:attn_tau_dense|attn_tau$|attn_forward_grad|attn_bwd_(fused|dkdv|dq)$' -c 5 -o /tmp/asp-ncu -f \
       "$B" --mode attention-fwd-bwd $SHAPE --dtype "${DTYPE:-bf16}" --algos entmax --warmup 0 \
       --repeats 1 > "$OUT/ncu-run.log" 2>&1
     note "ncu rc=$?"
