@@ -452,8 +452,9 @@ ADASPLASH_API adasplash_status adasplash_attention_forward(
 /* Gradients of a loss L given dout = dL/dout. dq, dk, dv are overwritten. dalpha (optional, float32
  * [q_heads]) receives dL/dalpha per query head summed over batch and rows; it needs the forward to
  * have run with ADASPLASH_ATTN_SAVE_ALPHA_GRAD. saved must come from the forward of the same desc.
- * With the fused backward (tuning key attn_bwd_fused=1, the default) dq is summed with float
- * atomics and may differ between runs in its last bits; attn_bwd_fused=0 is bitwise
+ * With the fused backward (tuning key attn_bwd_fused=1, the portable path's default; nv_bwd_fused=1
+ * on the NVIDIA tensor-core path) dq is summed with float atomics and may differ between runs in
+ * its last bits; the split backward (attn_bwd_fused=0, the NVIDIA path's default) is bitwise
  * reproducible. */
 ADASPLASH_API adasplash_status adasplash_attention_backward(
     adasplash_context *ctx, const adasplash_attention_desc *desc, cl_command_queue queue, cl_mem q,
