@@ -39,7 +39,8 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
   sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nseg * (size_t)g.nkb * 4;
   sizes[ASP_SEC_DELTA] = rows * ASP_QROW_WORDS * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
-  sizes[ASP_SEC_DQACC] = asp_attn_bwd_fused(&ctx->tuning, &plan->attn) ? rows * (size_t)d->head_dim * 4 : 0;
+  sizes[ASP_SEC_DQACC] =
+      asp_attn_bwd_fused(&ctx->tuning, &plan->attn) ? rows * (size_t)d->head_dim * 4 : 0;
   /* The dense sweep kernel's results for the threshold pass (plans with attn_tau_dense). */
   const int dense = plan->attn.dense_rows > 0;
   sizes[ASP_SEC_DENSE_ROWS] = dense ? rows * ASP_DENSE_ROW_WORDS * 4 : 0;
