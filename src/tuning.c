@@ -203,10 +203,9 @@ void asp_tuning_format(const asp_tuning *t, char *out, size_t out_size) {
  * N=2048: fwd+bwd 472 vs 514 ms). Its dQ is not bitwise reproducible (atomic order);
  * attn_bwd_fused=0 is. The NVIDIA tensor-core path ranks them the other way (nv_bwd_fused=0):
  * H100, same shape, backward kernels 1.71 (dK/dV) + 0.85 (dQ) ms split vs 2.90 + 0.17 (dQ store)
- * fused, fwd+bwd 7.64 vs 8.16 ms (scripts/gpu/experiments.sh, 2026-12-07); its split dK/dV pass
- * keeps K and V resident and runs no atomics. The NVIDIA tensor-core path (used only on such
- * devices): tiles on warps of
- * 16 rows (measured below), the next tile prefetched with cp.async where local memory allows.
+ * fused, fwd+bwd 7.64 vs 8.16 ms (scripts/gpu/experiments.sh, 2026-12-07; red.global.v2 for the
+ * fused dQ: 2.72 + 0.17). The NVIDIA tensor-core path (used only on such devices): tiles on warps
+ * of 16 rows (measured below), the next tile prefetched with cp.async where local memory allows.
  * The split-KV decode path (attention_decode.c) serves inference forwards with q_len <= 16 on both
  * classes. PoCL (2-core EPYC), B=1, H=16, D=64, f32, causal, kv_len=65536, decode vs fused
  * forward ms (adasplash-bench --mode decode, ADASPLASH_TUNE=decode_max_q=256): q_len 1: 29 vs
