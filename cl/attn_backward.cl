@@ -3,7 +3,9 @@
  * attn_grad.clh): attn_bwd_pre computes delta (and the per-row alpha gradient); then either
  * attn_bwd_fused (key blocks, dQ added atomically, finished by attn_bwd_dq_store) or the split
  * pair attn_bwd_dq + attn_bwd_dkdv (bitwise reproducible); attn_bwd_dalpha sums d(alpha) per head
- * in a fixed order. Which of the two wins depends on the device (tuning key attn_bwd_fused).
+ * in a fixed order. Which of the two wins depends on the device (tuning keys attn_bwd_fused,
+ * nv_bwd_fused): the program compiles only the chosen one (ASP_BWD_FUSED 1: fused, 0: split), which
+ * shortens the cold build.
  */
 #include "common.clh"
 #include "entmax_solver.clh"
@@ -63,6 +65,11 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dalph
   if (lid == 0) dalpha[h] = red[0];
 }
 
+#ifndef ASP_BWD_FUSED
+#error "the backward program is built with one of its backwards: ASP_BWD_FUSED 0 (split) or 1"
+#endif
+
+#if !ASP_BWD_FUSED
 /* Split backward: dQ per query row block. */
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dq(
     asp_attn_args a, __global const store_t *q, __global const store_t *k,
@@ -85,6 +92,7 @@ __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_dkdv(
                      qrows, bitmap_t, 0, (__local uchar *)arena);
 }
 
+#else
 /* Fused backward: dK, dV and the dQ contributions in one pass over the active tiles; dq_acc must
  * be zero on entry and attn_bwd_dq_store finishes dQ. */
 __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void attn_bwd_fused(
@@ -113,3 +121,4 @@ __kernel void attn_bwd_dq_store(asp_attn_args a, __global const float *dq_acc,
   const float f = isnan(rowstate[row * ASP_ROWSTATE_COUNT + ASP_ROWSTATE_TAU]) ? NAN : a.scale;
   ASP_STORE(dq, asp_row0(a.q, bh / g.q_heads, bh % g.q_heads, i) + (ulong)d, dq_acc[gid] * f);
 }
+#endif /* ASP_BWD_FUSED */

@@ -39,8 +39,7 @@ void asp_attn_layout(const adasplash_context *ctx, const asp_attn_problem *pr, c
   sizes[ASP_SEC_TILEMAX] = bh * (size_t)g.nqb * (size_t)g.nseg * (size_t)g.nkb * 4;
   sizes[ASP_SEC_DELTA] = rows * ASP_QROW_WORDS * 4;
   sizes[ASP_SEC_DROW] = rows * 4;
-  sizes[ASP_SEC_DQACC] =
-      asp_attn_bwd_fused(&ctx->tuning, &plan->attn) ? rows * (size_t)d->head_dim * 4 : 0;
+  sizes[ASP_SEC_DQACC] = plan->attn.bwd_fused ? rows * (size_t)d->head_dim * 4 : 0;
   /* The dense sweep kernel's results for the threshold pass (plans with attn_tau_dense). */
   const int dense = plan->attn.dense_rows > 0;
   sizes[ASP_SEC_DENSE_ROWS] = dense ? rows * ASP_DENSE_ROW_WORDS * 4 : 0;
@@ -446,7 +445,7 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
   st = asp_launch(chain, plan.program, "attn_bwd_pre", pre, sizeof pre / sizeof pre[0], 1,
                   pre_global, pre_local);
   size_t local[3] = {(size_t)wg, 1, 1};
-  const int fused = asp_attn_bwd_fused(&ctx->tuning, &plan.attn);
+  const int fused = plan.attn.bwd_fused;
   if (st == ADASPLASH_SUCCESS && !fused) {
     size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};
     asp_arg args[] = {ASP_ARG(a),

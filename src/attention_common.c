@@ -264,9 +264,12 @@ static const char *const asp_forward_kernels[] = {"attn_tau",           "attn_fo
                                                   "attn_forward_grad",  "attn_forward_alpha",
                                                   "attn_forward_fused", "attn_forward_grad_fused"};
 #define ASP_FUSED_FORWARD_KERNELS 2 /* the last two, compiled only with ASP_FUSE */
-static const char *const asp_backward_kernels[] = {"attn_bwd_pre",   "attn_bwd_dq",
-                                                   "attn_bwd_dkdv",  "attn_bwd_dalpha",
-                                                   "attn_bwd_fused", "attn_bwd_dq_store"};
+/* The backward program has one of the two backwards (ASP_BWD_FUSED): the split one's dQ and
+ * dK/dV passes, or the fused pass and its dQ store. */
+static const char *const asp_backward_split_kernels[] = {"attn_bwd_pre", "attn_bwd_dalpha",
+                                                         "attn_bwd_dq", "attn_bwd_dkdv"};
+static const char *const asp_backward_fused_kernels[] = {"attn_bwd_pre", "attn_bwd_dalpha",
+                                                         "attn_bwd_fused", "attn_bwd_dq_store"};
 static const char *const asp_dense_kernels[] = {"attn_tau_dense"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
@@ -350,9 +353,13 @@ static const char *const *asp_attn_kernels(asp_program_family family, const asp_
              (p->fuse ? 0 : ASP_FUSED_FORWARD_KERNELS);
     return asp_forward_kernels;
   }
+  if (family == ASP_PROGRAM_ATTN_BACKWARD && p->bwd_fused) {
+    *count = sizeof asp_backward_fused_kernels / sizeof asp_backward_fused_kernels[0];
+    return asp_backward_fused_kernels;
+  }
   if (family == ASP_PROGRAM_ATTN_BACKWARD) {
-    *count = sizeof asp_backward_kernels / sizeof asp_backward_kernels[0];
-    return asp_backward_kernels;
+    *count = sizeof asp_backward_split_kernels / sizeof asp_backward_split_kernels[0];
+    return asp_backward_split_kernels;
   }
   if (family == ASP_PROGRAM_ATTN_DENSE) {
     *count = sizeof asp_dense_kernels / sizeof asp_dense_kernels[0];
@@ -416,6 +423,7 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
   }
   if (family == ASP_PROGRAM_ATTN_FORWARD && p->fuse) asp_defines_add_int(&df, "ASP_FUSE", p->fuse);
+  if (family == ASP_PROGRAM_ATTN_BACKWARD) asp_defines_add_int(&df, "ASP_BWD_FUSED", p->bwd_fused);
   if (family == ASP_PROGRAM_ATTN_DENSE) {
     asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
     asp_defines_add_int(&df, "ASP_TSUB", p->sub_tile);
@@ -500,7 +508,8 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
                        0,
                        0,
                        0,
-                       tu->attn_fuse};
+                       tu->attn_fuse,
+                       tu->attn_bwd_fused};
     const size_t avail = asp_attn_local_avail(tu);
 #define ASP_NEED                                                 \
   (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail || \
@@ -571,7 +580,8 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
                        !asp_variant_nv_native(ctx),
                        0,
                        0,
-                       tu->attn_fuse};
+                       tu->attn_fuse,
+                       tu->nv_bwd_fused};
     while (asp_attn_local_bytes(ASP_PROGRAM_ATTN_FORWARD, &p) > avail) {
       if (p.bins > 8)
         p.bins /= 2;

@@ -65,12 +65,6 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, asp_plan *out);
 
-/* 1 where plan's backward adds dQ atomically in one pass (attn_bwd_fused, or nv_bwd_fused on the
- * NVIDIA path), 0 where it runs a dQ pass and a dK/dV pass. */
-static inline int asp_attn_bwd_fused(const asp_tuning *tu, const asp_attn_plan *plan) {
-  return plan->impl == ASP_TILE_NV_MMA ? tu->nv_bwd_fused : tu->attn_bwd_fused;
-}
-
 /* The head dim a program is compiled for: the next of {16, 32, 64, 96, 128, 192, 256}. */
 int asp_attn_padded_head_dim(int head_dim);
 const int *asp_attn_head_dim_sizes(size_t *count);

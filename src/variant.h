@@ -81,6 +81,9 @@ typedef struct asp_attn_plan {
                      tile maxima keep while `tile` keys are staged at a time; else 0 */
   int fuse;       /* the forward program also has the fused output passes (ASP_FUSE, attn_fused.clh:
                      1, or 2: they always fall back) */
+  int bwd_fused;  /* the backward adds dQ atomically in one pass (attn_bwd_fused, dq_store), else
+                     dQ and dK/dV passes; its program compiles only those (ASP_BWD_FUSED). From
+                     the tuning key attn_bwd_fused, on the NVIDIA path nv_bwd_fused */
 } asp_attn_plan;
 
 /* The plan of the row program. */
