@@ -145,9 +145,9 @@ int main(void) {
         c.seed = 11 + (unsigned long long)(4 * a + 2 * causal + loc);
         agree_case(ctx, c);
       }
-  /* GQA, varlen (bottom-right causal per batch), a head dim that is not a multiple of 16,
-   * q_len != kv_len, per-head alpha (1.5 and 2 only would be the fused path's; others fall to the
-   * separate sweep inside the same call). */
+  /* GQA with q_len != kv_len, a head dim that is not a multiple of 16 and alpha per head (1.5, 2,
+   * 1.3, 1.75: the last two take the separate sweep inside the same call); varlen (bottom-right
+   * causal per batch). */
   attn_case c = base;
   c.q_heads = 4;
   c.kv_heads = 2;
@@ -155,6 +155,7 @@ int main(void) {
   c.kv_len = 250;
   c.head_dim = 40;
   c.beta = 2.0;
+  c.per_head_alpha = 1;
   agree_case(ctx, c);
   c = base;
   c.batch = 3;
