@@ -16,7 +16,8 @@
 #   test_attention_fwd/bwd --oclgrind, the tuning an ADASPLASH_TUNE value; empty = none), TABLE (0), TABLE_NS ("4096 16384 32768"),
 #   DEADLINE (400: seconds after which no experiment starts), REGS (space-separated experiments
 #   whose kernels' ptxas register counts go to regs.txt), NCU (1: an Nsight Compute profile of the
-#   training kernels with the first experiment's settings, ncu.txt; needs ncu on the machine).
+#   training kernels with the first experiment's settings, ncu.txt; needs ncu on the machine;
+#   NCU_KERNELS, a regex, and NCU_COUNT, launches profiled, narrow it).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-$PWD/gpu-out}
@@ -102,7 +103,8 @@ if [ "${NCU:-0}" = 1 ]; then
       --section WarpStateStats --section Occupancy --section LaunchStats \
       --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
       --section InstructionStats \
-      -k 'regex:attn_tau_dense|attn_tau$|attn_forward_grad|attn_bwd_(fused|dkdv|dq)$' -c 5 -o /tmp/asp-ncu -f \
+      -k "regex:${NCU_KERNELS:-attn_tau_dense|attn_tau\$|attn_forward_grad|attn_bwd_(fused|dkdv|dq)\$}" \
+      -c "${NCU_COUNT:-5}" -o /tmp/asp-ncu -f \
       "$B" --mode attention-fwd-bwd $SHAPE --dtype "${DTYPE:-bf16}" --algos entmax --warmup 0 \
       --repeats 1 > "$OUT/ncu-run.log" 2>&1
     note "ncu rc=$?"
