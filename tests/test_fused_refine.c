@@ -26,28 +26,28 @@
 
 #define AGREE_TOL 1e-5
 
-/* Worst |a - b| / (AGREE_TOL max(1, |b|)) over n values, and how many differ at all. */
+/* One pair into the running worst |x - y| / (AGREE_TOL max(1, |y|)) (NaN: infinitely bad) and the
+ * count of pairs that differ at all. */
+static void agree_add(double x, double y, double *worst, size_t *differ) {
+  const double e = fabs(x - y) / (AGREE_TOL * fmax(1.0, fabs(y)));
+  *worst = fmax(*worst, isnan(e) ? INFINITY : e);
+  *differ += x != y;
+}
+
+/* The worst ratio over n outputs, and how many differ. */
 static double worst_ratio(const double *a, const double *b, size_t n, size_t *differ) {
   double w = 0.0;
   *differ = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double e = fabs(a[i] - b[i]) / (AGREE_TOL * fmax(1.0, fabs(b[i])));
-    w = fmax(w, isnan(e) ? INFINITY : e);
-    *differ += a[i] != b[i];
-  }
+  for (size_t i = 0; i < n; ++i) agree_add(a[i], b[i], &w, differ);
   return w;
 }
 
-static double worst_ratio_f(const float *a, const float *b, size_t n, size_t *differ) {
+/* The same over n thresholds, where equal infinities (rows without a visible key) agree. */
+static double worst_ratio_tau(const float *a, const float *b, size_t n, size_t *differ) {
   double w = 0.0;
   *differ = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double x = (double)a[i], y = (double)b[i];
-    if (isinf(x) && x == y) continue; /* rows without a visible key */
-    const double e = fabs(x - y) / (AGREE_TOL * fmax(1.0, fabs(y)));
-    w = fmax(w, isnan(e) ? INFINITY : e);
-    *differ += a[i] != b[i];
-  }
+  for (size_t i = 0; i < n; ++i)
+    if (!(isinf(a[i]) && a[i] == b[i])) agree_add((double)a[i], (double)b[i], &w, differ);
   return w;
 }
 
@@ -89,7 +89,7 @@ static void agree_case(adasplash_context *const ctx[3], attn_case c) {
     size_t d_out = 0, d_inf = 0, d_tau = 0;
     const double e_out = worst_ratio(r[w].out, r[0].out, p[0].q_n, &d_out);
     const double e_inf = worst_ratio(r[w].out_infer, r[0].out_infer, p[0].q_n, &d_inf);
-    const double e_tau = worst_ratio_f(r[w].tau, r[0].tau, rows, &d_tau);
+    const double e_tau = worst_ratio_tau(r[w].tau, r[0].tau, rows, &d_tau);
     printf(
         "table: fused_refine way=%d %s out=%.3g infer=%.3g tau=%.3g (x 1e-5) differing "
         "%zu/%zu/%zu\n",
