@@ -1,7 +1,8 @@
 /*
  * attn_forward.cl - the forward program of fused alpha-entmax attention: the threshold pass
- * (attn_tau) and the output pass for inference, training and training with the alpha gradient;
- * with ASP_FUSE, also the output passes with the refinement inside (attn_fused.clh).
+ * (attn_tau) and the output pass for inference and training; with ASP_FUSE, also the output passes
+ * with the refinement inside (attn_fused.clh). The output pass with the alpha gradient's terms is
+ * a program of its own (attn_alpha.cl).
  * Compiled per (tile implementation, dtype, padded head dim, tile plan); an inference prepare
  * compiles only this program.
  */
@@ -12,32 +13,9 @@
 #include "attn_out.clh"
 #include "attn_fused.clh"
 
-/* The block's statistics (heaviest row blocks first, as every forward pass launches them). */
-inline __global int *asp_fwd_block_stats(const asp_attn_args *a, __global int *blockstats) {
-  const int qb = a->g.nqb - 1 - (int)get_group_id(0);
-  const int bh = (int)get_group_id(2) * a->g.q_heads + (int)get_group_id(1);
-  return blockstats + ((size_t)bh * a->g.nqb + qb) * ASP_STAT_COUNT;
-}
-
-/* A retry (args.retry) runs only for the blocks whose fused output pass fell back. */
-#define ASP_ENTMAX_FORWARD_KERNEL(NAME, SAVE)                                                  \
-  __kernel __attribute__((reqd_work_group_size(ASP_WG, 1, 1))) void NAME(                      \
-      asp_attn_args a, __global const store_t *q, __global const store_t *k,                   \
-      __global const store_t *v, __global store_t *o, __global const float *alpha_heads,       \
-      __global const int *q_lens, __global const int *kv_lens, __global const float *rowstate, \
-      __global const uint *bitmap, __global float *out2, __global float *zalpha,               \
-      __global float *rowstats, __global int *blockstats) {                                    \
-    __local float4 arena[(ASP_OUT_ARENA_BYTES + 15) / 16];                                     \
-    if (a.retry && asp_fwd_block_stats(&a, blockstats)[ASP_STAT_FUSE] != 2) return;            \
-    asp_forward_pass(ASP_FORMULA_ENTMAX, SAVE, &a, q, k, v, o, alpha_heads, q_lens, kv_lens,   \
-                     rowstate, bitmap, out2, zalpha, rowstats, blockstats, 0,                  \
-                     (__local uchar *)arena);                                                  \
-  }
-
-/* Inference, training (out2 for the backward) and training with the alpha gradient (Z too). */
+/* Inference and training (out2 for the backward); with the alpha gradient: attn_alpha.cl. */
 ASP_ENTMAX_FORWARD_KERNEL(attn_forward, ASP_SAVE_NONE)
 ASP_ENTMAX_FORWARD_KERNEL(attn_forward_grad, ASP_SAVE_GRAD)
-ASP_ENTMAX_FORWARD_KERNEL(attn_forward_alpha, ASP_SAVE_ALPHA_GRAD)
 
 #if ASP_FUSE
 /* The output pass with the refinement inside (attn_fused.clh) for the blocks attn_tau left to it

@@ -381,7 +381,9 @@ typedef enum adasplash_attention_algorithm {
 
 enum {
   /* The forward also saves what the alpha gradient needs (two more row accumulators). Required for
-   * a non-NULL dalpha in the backward. */
+   * a non-NULL dalpha in the backward. Its output pass is compiled only by a prepare (or
+   * adasplash_warmup) of a desc with this flag: without one, such a forward returns
+   * ADASPLASH_ERROR_NOT_PREPARED. */
   ADASPLASH_ATTN_SAVE_ALPHA_GRAD = 1,
   /* Inference: adasplash_attention_prepare compiles only the forward kernels (the backward's
    * program is not built; adasplash_attention_backward refuses such a desc). The forward itself is

@@ -205,6 +205,8 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
   if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_prepare(ctx, &pr);
   asp_plan plan;
   st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr.d.dtype, pr.d.head_dim, &plan);
+  if (st == ADASPLASH_SUCCESS && (pr.d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD))
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr.d.dtype, pr.d.head_dim, &plan);
   if (st == ADASPLASH_SUCCESS && !(pr.d.flags & ADASPLASH_ATTN_FORWARD_ONLY))
     st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr.d.dtype, pr.d.head_dim, &plan);
   if (st == ADASPLASH_SUCCESS && asp_decode_wanted(ctx, &pr))
@@ -260,6 +262,11 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   asp_plan plan;
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
+  /* The output pass with the alpha gradient's terms is a program of its own (attn_alpha.cl). */
+  asp_plan alpha_plan;
+  memset(&alpha_plan, 0, sizeof alpha_plan);
+  if (st == ADASPLASH_SUCCESS && saved && (pr->d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD))
+    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr->d.dtype, pr->d.head_dim, &alpha_plan);
   if (st != ADASPLASH_SUCCESS) return st;
   const int tile = plan.attn.tile, wg = plan.attn.wg;
   asp_attn_buffers lay;
@@ -382,8 +389,8 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                       ASP_ARG(S[ASP_SEC_BLOCKSTATS])};
     static const char *const kernels[] = {"attn_forward", "attn_forward_grad",
                                           "attn_forward_alpha"};
-    st = asp_launch(chain, plan.program, kernels[save], args, sizeof args / sizeof args[0], 3,
-                    global, local);
+    st = asp_launch(chain, save == 2 ? alpha_plan.program : plan.program, kernels[save], args,
+                    sizeof args / sizeof args[0], 3, global, local);
   }
   asp_views_release(S, ASP_SEC_COUNT);
   asp_scratch_release(&ws);

@@ -260,8 +260,7 @@ asp_attn_args asp_attn_make_args(const asp_attn_problem *pr, const asp_plan *pla
 
 /* ---- the tile plan --------------------------------------------------------------------------- */
 
-static const char *const asp_forward_kernels[] = {"attn_tau",           "attn_forward",
-                                                  "attn_forward_grad",  "attn_forward_alpha",
+static const char *const asp_forward_kernels[] = {"attn_tau", "attn_forward", "attn_forward_grad",
                                                   "attn_forward_fused", "attn_forward_grad_fused"};
 #define ASP_FUSED_FORWARD_KERNELS 2 /* the last two, compiled only with ASP_FUSE */
 /* The backward program has one of the two backwards (ASP_BWD_FUSED): the split one's dQ and
@@ -271,6 +270,10 @@ static const char *const asp_backward_split_kernels[] = {"attn_bwd_pre", "attn_b
 static const char *const asp_backward_fused_kernels[] = {"attn_bwd_pre", "attn_bwd_dalpha",
                                                          "attn_bwd_fused", "attn_bwd_dq_store"};
 static const char *const asp_dense_kernels[] = {"attn_tau_dense"};
+/* The output pass with the alpha gradient's terms: a program of its own, compiled only for a desc
+ * that asks for the alpha gradient (the largest output kernel: about a third of what the forward
+ * program's compilation would otherwise spend on the NVIDIA path, scripts/dev/nv-static.sh). */
+static const char *const asp_alpha_kernels[] = {"attn_forward_alpha"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
@@ -364,6 +367,10 @@ static const char *const *asp_attn_kernels(asp_program_family family, const asp_
   if (family == ASP_PROGRAM_ATTN_DENSE) {
     *count = sizeof asp_dense_kernels / sizeof asp_dense_kernels[0];
     return asp_dense_kernels;
+  }
+  if (family == ASP_PROGRAM_ATTN_ALPHA) {
+    *count = sizeof asp_alpha_kernels / sizeof asp_alpha_kernels[0];
+    return asp_alpha_kernels;
   }
   *count = sizeof asp_softmax_kernels / sizeof asp_softmax_kernels[0];
   return asp_softmax_kernels;
@@ -669,8 +676,9 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
   memset(&plan, 0, sizeof plan);
   plan.key = key;
   adasplash_status st;
-  if (family == ASP_PROGRAM_ATTN_BACKWARD) {
-    /* The backward runs on the forward's tiles (its bitmap comes from the forward). */
+  if (family == ASP_PROGRAM_ATTN_BACKWARD || family == ASP_PROGRAM_ATTN_ALPHA) {
+    /* The backward and the alpha output pass run on the forward's tiles (the bitmap and the
+     * thresholds come from its threshold pass). */
     asp_plan fwd;
     st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, &fwd);
     if (st != ADASPLASH_SUCCESS) return st;
@@ -679,9 +687,9 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
     if (st == ADASPLASH_SUCCESS && !fits)
       st = asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                    "the backward kernels do not accept the forward's %d work-items on this "
-                    "device (lower attn_wg)",
-                    plan.attn.wg);
+                    "the kernels of %s do not accept the forward's %d work-items on this device "
+                    "(lower attn_wg)",
+                    asp_program_file(family), plan.attn.wg);
   } else {
     st = ADASPLASH_ERROR_UNSUPPORTED;
     if (asp_attn_uses_nv(ctx, dtype)) st = asp_attn_plan_nv(ctx, &key, head_dim, &plan);

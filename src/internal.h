@@ -89,6 +89,7 @@ typedef enum asp_program_family {
   ASP_PROGRAM_ATTN_DECODE, /* attn_decode.cl: split-KV decode path */
   ASP_PROGRAM_ATTN_SHARD,  /* attn_shard.cl: sequence-parallel shards */
   ASP_PROGRAM_ATTN_DENSE,  /* attn_dense.cl: the threshold pass's dense sweep (NVIDIA path) */
+  ASP_PROGRAM_ATTN_ALPHA,  /* attn_alpha.cl: the output pass with the alpha gradient's terms */
   ASP_PROGRAM_FAMILY_COUNT
 } asp_program_family;
 

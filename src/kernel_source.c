@@ -29,6 +29,8 @@ const char *asp_program_file(asp_program_family family) {
       return "attn_shard.cl";
     case ASP_PROGRAM_ATTN_DENSE:
       return "attn_dense.cl";
+    case ASP_PROGRAM_ATTN_ALPHA:
+      return "attn_alpha.cl";
     case ASP_PROGRAM_FAMILY_COUNT:
       break;
   }

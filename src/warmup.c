@@ -29,6 +29,8 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
           ADASPLASH_ATTN_ENTMAX, ADASPLASH_ATTN_SOFTMAX_FLASH, ADASPLASH_ATTN_ENTMAX_DENSE};
       for (size_t a = 0; a < sizeof algos / sizeof algos[0]; ++a) {
         d.algorithm = algos[a];
+        /* Every kernel: the alpha gradient's output pass is a program of its own. */
+        d.flags = algos[a] == ADASPLASH_ATTN_ENTMAX ? ADASPLASH_ATTN_SAVE_ALPHA_GRAD : 0;
         st = adasplash_attention_prepare(ctx, &d);
         /* The dense path is optional (CLBlast); everything else must build. */
         if (st == ADASPLASH_ERROR_UNSUPPORTED && algos[a] == ADASPLASH_ATTN_ENTMAX_DENSE) continue;

@@ -595,6 +595,25 @@ static void test_attention(fixture *f) {
 #undef AFWD
 #undef ABWD
 
+  /* The alpha gradient's output pass is a program of its own (attn_alpha.cl), compiled only by a
+   * prepare of a desc that asks for it: until then such a forward is refused with outputs
+   * untouched, and that prepare compiles (or loads) exactly one more program. */
+  d = g, d.flags = ADASPLASH_ATTN_SAVE_ALPHA_GRAD;
+  EXPECT(ctx,
+         adasplash_attention_forward(ctx, &d, NULL, f->q, f->k, f->v, f->out, f->saved, NULL, 0,
+                                     NULL, NULL),
+         ADASPLASH_ERROR_NOT_PREPARED, "adasplash_attention_prepare");
+  adasplash_cache_stats before, after;
+  memset(&before, 0, sizeof before);
+  before.struct_size = sizeof before;
+  after = before;
+  adasplash_context_get_cache_stats(ctx, &before);
+  test_check(adasplash_attention_prepare(ctx, &d) == ADASPLASH_SUCCESS,
+             "adasplash_attention_prepare with ADASPLASH_ATTN_SAVE_ALPHA_GRAD");
+  adasplash_context_get_cache_stats(ctx, &after);
+  const unsigned long made = (after.builds + after.disk_hits) - (before.builds + before.disk_hits);
+  test_check(made == 1, "the alpha gradient's prepare adds one program, attn_alpha.cl (%lu)", made);
+
   /* Sizes, prepare, diagnostics. */
   size_t bytes = 0;
   EXPECT(ctx, adasplash_attention_saved_size(ctx, &g, NULL), E_ARG, "bytes is NULL");
