@@ -271,8 +271,8 @@ static const char *const asp_backward_fused_kernels[] = {"attn_bwd_pre", "attn_b
                                                          "attn_bwd_fused", "attn_bwd_dq_store"};
 static const char *const asp_dense_kernels[] = {"attn_tau_dense"};
 /* The output pass with the alpha gradient's terms: a program of its own, compiled only for a desc
- * that asks for the alpha gradient (the largest output kernel: about a third of what the forward
- * program's compilation would otherwise spend on the NVIDIA path, scripts/dev/nv-static.sh). */
+ * that asks for the alpha gradient (the largest output kernel: a third of the forward program's
+ * PTX on the NVIDIA path, a tenth of its ptxas time; scripts/dev/nv-static.sh). */
 static const char *const asp_alpha_kernels[] = {"attn_forward_alpha"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};

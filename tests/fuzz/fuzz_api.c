@@ -137,7 +137,9 @@ static int setup(void) {
   adasplash_attention_desc_init(&a);
   a.head_dim = WHITELIST_HEAD_DIM;
   a.q_len = a.kv_len = 1;
+  a.flags = ADASPLASH_ATTN_SAVE_ALPHA_GRAD; /* also the alpha gradient's program */
   require(adasplash_attention_prepare(g.ctx, &a), "attention_prepare(entmax f32 16)");
+  a.flags = 0;
   a.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
   require(adasplash_attention_prepare(g.ctx, &a), "attention_prepare(softmax f32 16)");
   adasplash_entmax_desc r;
