@@ -262,10 +262,12 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   asp_plan plan;
   adasplash_status st =
       asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim, &plan);
-  /* The output pass with the alpha gradient's terms is a program of its own (attn_alpha.cl). */
+  /* What the output pass saves: nothing (inference), the backward's state, or with it the alpha
+   * gradient's terms, whose output pass is a program of its own (attn_alpha.cl). */
+  const int save = saved ? ((pr->d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   asp_plan alpha_plan;
   memset(&alpha_plan, 0, sizeof alpha_plan);
-  if (st == ADASPLASH_SUCCESS && saved && (pr->d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD))
+  if (st == ADASPLASH_SUCCESS && save == 2)
     st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr->d.dtype, pr->d.head_dim, &alpha_plan);
   if (st != ADASPLASH_SUCCESS) return st;
   const int tile = plan.attn.tile, wg = plan.attn.wg;
@@ -306,7 +308,6 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
   while (bits < 31 && (1L << bits) <= d->kv_len) ++bits;
   const int qbits = 31 - bits > 16 ? 16 : (31 - bits < 0 ? 0 : 31 - bits);
   a.qscale = (cl_float)(1u << qbits);
-  const int save = saved ? ((d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   /* The refinement inside the output pass: not with the alpha gradient (its p ln p terms have no
    * moments). Blocks that cannot be finished there are redone by the retry launches below. */
   a.fuse = plan.attn.fuse && save < 2;
