@@ -94,6 +94,15 @@ typedef struct asp_attn_args {
 #define ASP_SAVE_GRAD 1       /* out2 = sum(s v) / sum(s) and the row statistics */
 #define ASP_SAVE_ALPHA_GRAD 2 /* and Z, with dL/dalpha of a row = dO . Z */
 
+/* The alpha an entmax attention program is compiled for (-DASP_ALPHA_CLASS; a field of the host's
+ * variant key): ASP_ALPHA_ANY reads alpha per call or per head at run time and keeps the formulas
+ * of every alpha; ASP_ALPHA_15 and ASP_ALPHA_2 are compiled for calls whose desc has that scalar
+ * alpha and no per-head buffer, without the other alphas' formulas (fewer registers, shorter
+ * loops). The solver's modes (entmax_solver.clh) take the same values. */
+#define ASP_ALPHA_ANY 0
+#define ASP_ALPHA_15 1
+#define ASP_ALPHA_2 2
+
 /* ---- tile implementations ---------------------------------------------------------------------
  * ASP_TILE_IMPL selects the header that implements the tile contract (cl/tile.clh):
  *   ASP_TILE_PORTABLE  register blocks over local memory, fp32 FMA (OpenCL C 1.2, every device);

@@ -36,7 +36,7 @@ __kernel void attn_bwd_pre(asp_attn_args a, __global const store_t *dout,
     d_o2 = fma(go, out2[fbase + d], d_o2);
     if (want_dalpha) d_z = fma(go, zalpha[fbase + d], d_z);
   }
-  const float alpha = a.has_alpha ? alpha_heads[h] : a.alpha;
+  const float alpha = asp_head_alpha(a.has_alpha, alpha_heads, h, a.alpha);
   const float l = rowstats[gid * ASP_ROWSTAT_COUNT + ASP_ROWSTAT_L];
   __global float *w = qrows + gid * ASP_QROW_WORDS;
   w[ASP_QROW_M] = rowstate[gid * ASP_ROWSTATE_COUNT + ASP_ROWSTATE_MAX];

@@ -428,7 +428,10 @@ ADASPLASH_API adasplash_status adasplash_attention_saved_size(const adasplash_co
 ADASPLASH_API adasplash_status adasplash_attention_workspace_size(
     const adasplash_context *ctx, const adasplash_attention_desc *desc, size_t *bytes);
 
-/* Compiles (or loads) forward and backward kernels for desc. Cheap when already done. */
+/* Compiles (or loads) forward and backward kernels for desc. Cheap when already done. On the
+ * NVIDIA tensor-core path a desc with a scalar alpha of 1.5 or 2 and no alpha_buf runs kernels
+ * compiled for that alpha, any other desc the kernels for any alpha (tuning key nv_alpha_fixed):
+ * prepare with the alpha the calls use, or they return ADASPLASH_ERROR_NOT_PREPARED. */
 ADASPLASH_API adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
                                                            const adasplash_attention_desc *desc);
 

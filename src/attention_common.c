@@ -277,16 +277,44 @@ static const char *const asp_alpha_kernels[] = {"attn_forward_alpha"};
 static const char *const asp_softmax_kernels[] = {"softmax_flash_forward", "softmax_flash_bwd_pre",
                                                   "softmax_flash_bwd_dq", "softmax_flash_bwd_dkdv"};
 
+/* The largest padded head dim the tensor-core path plans; larger ones take the portable path. */
+#define ASP_NV_MAX_HEAD_DIM 128
+
 /* The tensor-core path takes 16-bit storage; fp32 keeps the portable path's fp32 products. */
 static int asp_attn_uses_nv(const adasplash_context *ctx, adasplash_dtype dtype) {
   return ctx->path == ADASPLASH_PATH_NVIDIA_MMA && dtype != ADASPLASH_F32;
 }
 
+/* The programs compiled per alpha class: the entmax forward's threshold and output passes, the
+ * alpha gradient's output pass and the backward. The dense sweep (its scores' scale is the only
+ * place alpha enters) and the softmax baseline are compiled once for any alpha. */
+static int asp_attn_family_has_alpha_class(asp_program_family family) {
+  return family == ASP_PROGRAM_ATTN_FORWARD || family == ASP_PROGRAM_ATTN_ALPHA ||
+         family == ASP_PROGRAM_ATTN_BACKWARD;
+}
+
 static asp_variant_key asp_attn_key(const adasplash_context *ctx, asp_program_family family,
-                                    adasplash_dtype dtype, int head_dim) {
-  return asp_variant_key_of(
+                                    adasplash_dtype dtype, int head_dim, int alpha_class) {
+  asp_variant_key key = asp_variant_key_of(
       ctx, family, dtype, asp_attn_padded_head_dim(head_dim),
       asp_attn_uses_nv(ctx, dtype) ? ctx->tuning.nv_tile : ctx->tuning.attn_tile);
+  key.alpha_class = asp_attn_family_has_alpha_class(family) ? alpha_class : ASP_ALPHA_ANY;
+  return key;
+}
+
+/* Only the NVIDIA path compiles per alpha (scripts/dev/nv-static.sh, sm_90, bf16, head dim 64:
+ * attn_forward_grad 208 -> 174 registers, attn_forward 130 -> 104, attn_tau's code 11,984 ->
+ * 5,816 SASS instructions, the forward program's ptxas time 1.8 -> 0.75 s). The portable path
+ * stays with the programs for any alpha: unmeasured on GPUs there, and on PoCL 3.1 (LLVM 15) the
+ * attn_tau compiled for alpha 1.5 crashed at head dim 16 on a misaligned 16-byte store into its
+ * per-work-item arrays, which the same kernel for any alpha does not do. */
+int asp_attn_alpha_class(const adasplash_context *ctx, const asp_attn_problem *pr) {
+  const adasplash_attention_desc *d = &pr->d;
+  if (!ctx->tuning.nv_alpha_fixed || !asp_attn_uses_nv(ctx, d->dtype) ||
+      asp_attn_padded_head_dim(d->head_dim) > ASP_NV_MAX_HEAD_DIM /* planned as portable */ ||
+      d->algorithm != ADASPLASH_ATTN_ENTMAX || d->alpha_buf)
+    return ASP_ALPHA_ANY;
+  return d->alpha == 1.5f ? ASP_ALPHA_15 : (d->alpha == 2.0f ? ASP_ALPHA_2 : ASP_ALPHA_ANY);
 }
 
 static const int asp_head_dim_sizes[] = {16, 32, 64, 96, 128, 192, 256};
@@ -308,14 +336,21 @@ static int asp_pow2_floor(int v) {
   return p;
 }
 
+static const char *asp_alpha_class_text(int alpha_class) {
+  return alpha_class == ASP_ALPHA_15 ? "alpha 1.5"
+                                     : (alpha_class == ASP_ALPHA_2 ? "alpha 2" : "any alpha");
+}
+
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
-                                    adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+                                    adasplash_dtype dtype, int head_dim, int alpha_class,
+                                    asp_plan *out) {
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim, alpha_class);
   if (!asp_plan_find(ctx, &key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
-                    "attention kernels (%s) for dtype %d, head_dim %d are not compiled: call "
-                    "adasplash_attention_prepare (or adasplash_warmup) first",
-                    asp_program_file(family), (int)dtype, head_dim);
+                    "attention kernels (%s) for dtype %d, head_dim %d, %s are not compiled: call "
+                    "adasplash_attention_prepare with this desc (or adasplash_warmup) first",
+                    asp_program_file(family), (int)dtype, head_dim,
+                    asp_alpha_class_text(key.alpha_class));
   return ADASPLASH_SUCCESS;
 }
 
@@ -415,6 +450,8 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
   asp_defines_add_int(&df, "ASP_T", p->tile);
   asp_defines_add_int(&df, "ASP_WG", p->wg);
   asp_defines_add_int(&df, "ASP_HD", p->hd);
+  if (key->alpha_class != ASP_ALPHA_ANY)
+    asp_defines_add_int(&df, "ASP_ALPHA_CLASS", key->alpha_class);
   if (p->impl == ASP_TILE_NV_MMA) {
     asp_defines_add_int(&df, "ASP_NSTAGE",
                         family == ASP_PROGRAM_ATTN_BACKWARD ? p->nstage_b : p->nstage_f);
@@ -558,6 +595,53 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
   }
 }
 
+/* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
+ * nv_dense_rows query rows per work-group (more than the forward's tile, in warps of the forward's
+ * segment rows, which must be 16; nv_dense_warps warps, each a power-of-two number of m16 tiles)
+ * against key tiles of nv_dense_tile keys (a multiple of the
+ * forward's tile, at most the rows; its tile maxima keep the forward's tiles), rows halved while
+ * its local memory or work-group does not fit. Sets fwd->dense_rows
+ * to the rows chosen, or 0 (attn_tau then sweeps itself). */
+static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
+                                            int head_dim, asp_attn_plan *fwd) {
+  const asp_tuning *tu = &ctx->tuning;
+  asp_attn_plan p = *fwd;
+  fwd->dense_rows = 0;
+  if (p.impl != ASP_TILE_NV_MMA || p.tile / p.nseg != 16) return ADASPLASH_SUCCESS;
+  const asp_variant_key key =
+      asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim, ASP_ALPHA_ANY);
+  const size_t avail = asp_attn_local_avail(tu);
+  const int fwd_tile = p.tile;
+  const int keys = tu->nv_dense_tile > fwd_tile ? tu->nv_dense_tile : fwd_tile;
+  p.sub_tile = fwd_tile;
+  for (int rows = tu->nv_dense_rows; rows > fwd_tile; rows /= 2) {
+    p.dense_rows = rows;
+    p.tile = keys < rows ? keys : rows; /* TQ a multiple of the key tile (powers of two) */
+    const int warps = tu->nv_dense_warps > 0 && tu->nv_dense_warps < rows / 16
+                          ? tu->nv_dense_warps
+                          : rows / 16; /* each warp a whole number of m16 tiles */
+    p.wg = 32 * warps;
+    if (rows % p.tile != 0 || (size_t)p.wg > tu->max_wg) continue;
+    p.nstage_f = tu->nv_stages;
+    while (p.nstage_f > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) --p.nstage_f;
+    if (asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) continue;
+    asp_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.key = key;
+    plan.attn = p;
+    int fits = 0;
+    adasplash_status st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
+    if (st != ADASPLASH_SUCCESS) return st;
+    if (!fits) continue;
+    asp_plan stored;
+    st = asp_plan_store(ctx, &plan, &stored);
+    if (st != ADASPLASH_SUCCESS) return st;
+    fwd->dense_rows = rows;
+    return ADASPLASH_SUCCESS;
+  }
+  return ADASPLASH_SUCCESS;
+}
+
 /* The NVIDIA tensor-core plan: T x T tiles, warps of T/warps rows (a multiple of 16), the forward
  * and backward programs each with as many operand slots (1 or 2) as local memory allows. Returns
  * ADASPLASH_ERROR_UNSUPPORTED without a message when the head dim or no tile fits (the caller
@@ -568,7 +652,8 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
   const int hd = asp_attn_padded_head_dim(head_dim);
   int t = tu->nv_tile, nw = tu->nv_warps;
   while (nw > 1 && (t % (16 * nw) != 0 || 32 * nw > (int)tu->max_wg)) --nw;
-  if (t % (16 * nw) != 0 || hd > 128 || hd % 16 != 0) return ADASPLASH_ERROR_UNSUPPORTED;
+  if (t % (16 * nw) != 0 || hd > ASP_NV_MAX_HEAD_DIM || hd % 16 != 0)
+    return ADASPLASH_ERROR_UNSUPPORTED;
   const size_t avail = asp_attn_local_avail(tu);
   for (;;) {
     asp_attn_plan p = {ASP_TILE_NV_MMA,
@@ -622,55 +707,10 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
   }
 }
 
-/* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
- * nv_dense_rows query rows per work-group (more than the forward's tile, in warps of the forward's
- * segment rows, which must be 16; nv_dense_warps warps, each a power-of-two number of m16 tiles)
- * against key tiles of nv_dense_tile keys (a multiple of the
- * forward's tile, at most the rows; its tile maxima keep the forward's tiles), rows halved while
- * its local memory or work-group does not fit. Sets fwd->attn.dense_rows
- * to the rows chosen, or 0 (attn_tau then sweeps itself). */
-static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
-                                            int head_dim, asp_plan *fwd) {
-  const asp_tuning *tu = &ctx->tuning;
-  asp_attn_plan p = fwd->attn;
-  fwd->attn.dense_rows = 0;
-  if (p.impl != ASP_TILE_NV_MMA || p.tile / p.nseg != 16) return ADASPLASH_SUCCESS;
-  const asp_variant_key key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim);
-  const size_t avail = asp_attn_local_avail(tu);
-  const int fwd_tile = p.tile;
-  const int keys = tu->nv_dense_tile > fwd_tile ? tu->nv_dense_tile : fwd_tile;
-  p.sub_tile = fwd_tile;
-  for (int rows = tu->nv_dense_rows; rows > fwd_tile; rows /= 2) {
-    p.dense_rows = rows;
-    p.tile = keys < rows ? keys : rows; /* TQ a multiple of the key tile (powers of two) */
-    const int warps = tu->nv_dense_warps > 0 && tu->nv_dense_warps < rows / 16
-                          ? tu->nv_dense_warps
-                          : rows / 16; /* each warp a whole number of m16 tiles */
-    p.wg = 32 * warps;
-    if (rows % p.tile != 0 || (size_t)p.wg > tu->max_wg) continue;
-    p.nstage_f = tu->nv_stages;
-    while (p.nstage_f > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) --p.nstage_f;
-    if (asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) continue;
-    asp_plan plan;
-    memset(&plan, 0, sizeof plan);
-    plan.key = key;
-    plan.attn = p;
-    int fits = 0;
-    adasplash_status st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
-    if (st != ADASPLASH_SUCCESS) return st;
-    if (!fits) continue;
-    asp_plan stored;
-    st = asp_plan_store(ctx, &plan, &stored);
-    if (st != ADASPLASH_SUCCESS) return st;
-    fwd->attn.dense_rows = rows;
-    return ADASPLASH_SUCCESS;
-  }
-  return ADASPLASH_SUCCESS;
-}
-
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
-                                       adasplash_dtype dtype, int head_dim, asp_plan *out) {
-  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim);
+                                       adasplash_dtype dtype, int head_dim, int alpha_class,
+                                       asp_plan *out) {
+  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim, alpha_class);
   if (asp_plan_find(ctx, &key, out)) return ADASPLASH_SUCCESS;
   asp_plan plan;
   memset(&plan, 0, sizeof plan);
@@ -680,7 +720,8 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     /* The backward and the alpha output pass run on the forward's tiles (the bitmap and the
      * thresholds come from its threshold pass). */
     asp_plan fwd;
-    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, &fwd);
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, key.alpha_class,
+                               &fwd);
     if (st != ADASPLASH_SUCCESS) return st;
     plan.attn = fwd.attn;
     int fits = 0;
@@ -695,7 +736,7 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     if (asp_attn_uses_nv(ctx, dtype)) st = asp_attn_plan_nv(ctx, &key, head_dim, &plan);
     if (st == ADASPLASH_ERROR_UNSUPPORTED) st = asp_attn_plan_portable(ctx, &key, head_dim, &plan);
     if (st == ADASPLASH_SUCCESS && family == ASP_PROGRAM_ATTN_FORWARD)
-      st = asp_attn_plan_dense(ctx, dtype, head_dim, &plan);
+      st = asp_attn_plan_dense(ctx, dtype, head_dim, &plan.attn);
   }
   if (st != ADASPLASH_SUCCESS) return st;
   return asp_plan_store(ctx, &plan, out);

@@ -37,13 +37,13 @@ static adasplash_status asp_host_setup(adasplash_context *ctx, const adasplash_a
       return asp_fail(ctx, ADASPLASH_ERROR_INVALID_SHAPE, "%s: kv_lens[%d]=%d is outside [0, %d]",
                       fn, b, kv_lens[b], desc->kv_len);
   }
-  st = adasplash_attention_prepare(ctx, dev);
-  if (st == ADASPLASH_SUCCESS && alpha)
-    st = asp_host_buffer(ctx, set, alpha, (size_t)desc->q_heads * 4, &dev->alpha_buf);
+  if (alpha) st = asp_host_buffer(ctx, set, alpha, (size_t)desc->q_heads * 4, &dev->alpha_buf);
   if (st == ADASPLASH_SUCCESS && q_lens)
     st = asp_host_buffer(ctx, set, q_lens, (size_t)desc->batch * 4, &dev->q_lens);
   if (st == ADASPLASH_SUCCESS && kv_lens)
     st = asp_host_buffer(ctx, set, kv_lens, (size_t)desc->batch * 4, &dev->kv_lens);
+  /* Prepared with the device desc the call runs (a per-head alpha buffer picks the programs). */
+  if (st == ADASPLASH_SUCCESS) st = adasplash_attention_prepare(ctx, dev);
   if (st == ADASPLASH_SUCCESS) st = asp_attn_check_desc(ctx, dev, fn, pr);
   return st;
 }

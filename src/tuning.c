@@ -52,6 +52,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_bwd_fused, 0, 0, 1,
             "attention backward, NVIDIA path: one pass with atomic dQ (1) or dQ and dK/dV passes "
             "(0)"),
+    ASP_KEY(nv_alpha_fixed, 0, 0, 1,
+            "attention, NVIDIA path: a desc with scalar alpha 1.5 or 2 runs programs compiled for "
+            "that alpha (1) or the programs for any alpha (0)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -245,7 +248,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_warps = 4,
                         .nv_stages = 2,
                         .nv_dense_rows = 128,
-                        .nv_bwd_fused = 0},
+                        .nv_bwd_fused = 0,
+                        .nv_alpha_fixed = 1},
     /* 32x32 tiles, 64 work-items (4x4 scores each), 16 head-dim columns per staging step.
      * Measured on an H100 (N=16384, H=16, D=64, causal, beta=2, bf16 fwd+bwd, ms): 32/64 92.6,
      * 64/128 103, 64/128 dk=32 102, 64/256 134, 64/64 156 (scripts/gpu/gpu_session.sh sweep).
@@ -277,7 +281,8 @@ static const asp_tuning asp_class_defaults[] = {
                         .nv_warps = 2,
                         .nv_stages = 2,
                         .nv_dense_rows = 128,
-                        .nv_bwd_fused = 0},
+                        .nv_bwd_fused = 0,
+                        .nv_alpha_fixed = 1},
 };
 
 void asp_tuning_defaults(const asp_device *dev, asp_tuning *t) {

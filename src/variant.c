@@ -65,7 +65,8 @@ asp_variant_key asp_variant_key_of(const adasplash_context *ctx, asp_program_fam
 
 static int asp_key_equal(const asp_variant_key *a, const asp_variant_key *b) {
   return a->family == b->family && a->path == b->path && a->device_class == b->device_class &&
-         a->dtype == b->dtype && a->head_dim == b->head_dim && a->tile == b->tile;
+         a->dtype == b->dtype && a->head_dim == b->head_dim && a->tile == b->tile &&
+         a->alpha_class == b->alpha_class;
 }
 
 /* ---- defines ----------------------------------------------------------------------------------

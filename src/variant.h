@@ -6,8 +6,8 @@
  * never compile.
  *
  * Key fields: the operation's program, the device path (portable, or the NVIDIA tensor-core path),
- * the device class, the dtype, the padded head dim and the tile side asked for (0 where an
- * operation has no such parameter).
+ * the device class, the dtype, the padded head dim, the tile side asked for and the alpha class
+ * (0 where an operation has no such parameter).
  */
 #ifndef ASP_VARIANT_H
 #define ASP_VARIANT_H
@@ -31,8 +31,9 @@ typedef struct asp_variant_key {
   adasplash_kernel_path path;
   asp_device_class device_class;
   adasplash_dtype dtype;
-  int head_dim; /* the padded head dim the program is compiled for; 0: none */
-  int tile;     /* the tile side asked for (the plan may settle on a smaller one); 0: none */
+  int head_dim;    /* the padded head dim the program is compiled for; 0: none */
+  int tile;        /* the tile side asked for (the plan may settle on a smaller one); 0: none */
+  int alpha_class; /* the alpha the program is compiled for (cl/abi.h ASP_ALPHA_*); 0: any */
 } asp_variant_key;
 
 /* The key of ctx's variant of family for dtype, head_dim and tile (0 where unused). */

@@ -1,8 +1,8 @@
 /*
  * warmup.c - adasplash_warmup: compiles (or loads from the disk cache) every kernel variant the
- * library can use on the context's device: the row operator, the fused attention and softmax
- * flash programs for every dtype and padded head dim, the decode program (attn_decode.cl) and the
- * dense path's utility program.
+ * library can use on the context's device: the row operator, the fused attention (per alpha class)
+ * and softmax flash programs for every dtype and padded head dim, the decode program
+ * (attn_decode.cl) and the dense path's utility program.
  */
 #include <string.h>
 
@@ -27,13 +27,22 @@ adasplash_status adasplash_warmup(adasplash_context *ctx) {
       d.q_len = d.kv_len = 1; /* any valid shape: the kernels do not depend on lengths */
       static const adasplash_attention_algorithm algos[] = {
           ADASPLASH_ATTN_ENTMAX, ADASPLASH_ATTN_SOFTMAX_FLASH, ADASPLASH_ATTN_ENTMAX_DENSE};
+      /* The entmax programs per alpha class (cl/abi.h): 1.5, 2 and any other alpha. */
+      static const float alphas[] = {1.5f, 2.0f, 1.25f};
       for (size_t a = 0; a < sizeof algos / sizeof algos[0]; ++a) {
         d.algorithm = algos[a];
         /* Every kernel: the alpha gradient's output pass is a program of its own. */
         d.flags = algos[a] == ADASPLASH_ATTN_ENTMAX ? ADASPLASH_ATTN_SAVE_ALPHA_GRAD : 0;
-        st = adasplash_attention_prepare(ctx, &d);
+        const size_t nalphas = algos[a] == ADASPLASH_ATTN_ENTMAX ? 3 : 1;
+        for (size_t al = 0; al < nalphas && st == ADASPLASH_SUCCESS; ++al) {
+          d.alpha = alphas[al];
+          st = adasplash_attention_prepare(ctx, &d);
+        }
         /* The dense path is optional (CLBlast); everything else must build. */
-        if (st == ADASPLASH_ERROR_UNSUPPORTED && algos[a] == ADASPLASH_ATTN_ENTMAX_DENSE) continue;
+        if (st == ADASPLASH_ERROR_UNSUPPORTED && algos[a] == ADASPLASH_ATTN_ENTMAX_DENSE) {
+          st = ADASPLASH_SUCCESS;
+          continue;
+        }
         if (st != ADASPLASH_SUCCESS) return st;
       }
       /* The decode kernels, also where decode_max_q = 0 keeps them out of the attention prepare

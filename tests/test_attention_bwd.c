@@ -266,6 +266,13 @@ int main(int argc, char **argv) {
       c.causal = d != 1;
       check_case(ctx, c);
     }
+    /* Scalar alphas with programs of their own on the NVIDIA path (2) and without (1.25). */
+    c.dtype = ADASPLASH_F16;
+    c.alpha = 2.0;
+    check_case(ctx, c);
+    c.alpha = 1.25;
+    check_case(ctx, c);
+    c.alpha = base.alpha;
     c.dtype = ADASPLASH_F32;
     c.batch = 3;
     c.varlen = 1;

@@ -206,6 +206,63 @@ static int check_case(adasplash_context *ctx, attn_case c, int ones) {
 
 /* Tiny cases for the simulator (tests/run_oclgrind.sh): every kernel of the forward, every
  * dtype, causal and not, varlen, GQA, per-head alpha, BSHD, and both baselines. */
+/* Programs a prepare of desc compiled or loaded. */
+static unsigned long programs_added(adasplash_context *ctx, const adasplash_attention_desc *d) {
+  adasplash_cache_stats before, after;
+  memset(&before, 0, sizeof before);
+  before.struct_size = sizeof before;
+  after = before;
+  adasplash_context_get_cache_stats(ctx, &before);
+  test_require(ctx, adasplash_attention_prepare(ctx, d), "adasplash_attention_prepare");
+  adasplash_context_get_cache_stats(ctx, &after);
+  return (after.builds + after.disk_hits) - (before.builds + before.disk_hits);
+}
+
+/* The NVIDIA path compiles the entmax programs per alpha class (cl/abi.h): a desc with scalar
+ * alpha 1.5 or 2 runs programs of its own, any other alpha and a per-head buffer the programs for
+ * any alpha; the portable path has one set for every alpha. Checked on a fresh context by the
+ * programs each prepare adds (an inference desc: the forward program only) and by the forward of
+ * a desc whose class was not prepared. */
+static void check_alpha_classes(const adasplash_context_options *opts) {
+  adasplash_context *ctx = test_context(opts);
+  double u;
+  const int nv = attn_products_round_unit(ctx, ADASPLASH_BF16, 16, &u);
+  /* q_len past decode_max_q: the prepare does not add the decode program. */
+  adasplash_attention_desc d = test_attention_desc(ADASPLASH_BF16, 1, 2, 1, 40, 40, 16, 1, 1.25f);
+  d.flags = ADASPLASH_ATTN_FORWARD_ONLY;
+  programs_added(ctx, &d); /* any alpha (and the programs shared by every class) */
+  cl_mem q = test_buffer(ctx, NULL, 2 * 40 * 16 * 2), kv = test_buffer(ctx, NULL, 40 * 16 * 2);
+  cl_mem out = test_buffer(ctx, NULL, 2 * 40 * 16 * 2);
+  d.alpha = 1.5f;
+  const adasplash_status st =
+      adasplash_attention_forward(ctx, &d, NULL, q, kv, kv, out, NULL, NULL, 0, NULL, NULL);
+  test_check(st == (nv ? ADASPLASH_ERROR_NOT_PREPARED : ADASPLASH_SUCCESS),
+             "alpha classes: a forward with alpha 1.5 after a prepare with 1.25 returns %d (%s)",
+             (int)st, nv ? "not prepared on the NVIDIA path" : "success on the portable path");
+  const unsigned long want = nv ? 1 : 0;
+  unsigned long n = programs_added(ctx, &d);
+  test_check(n == want, "alpha classes: alpha 1.5 adds %lu programs (expected %lu)", n, want);
+  n = programs_added(ctx, &d);
+  test_check(n == 0, "alpha classes: alpha 1.5 again adds %lu programs (expected 0)", n);
+  d.alpha = 2.0f;
+  n = programs_added(ctx, &d);
+  test_check(n == want, "alpha classes: alpha 2 adds %lu programs (expected %lu)", n, want);
+  float alphas[2] = {1.5f, 1.5f};
+  d.alpha_buf = test_buffer(ctx, alphas, sizeof alphas);
+  n = programs_added(ctx, &d);
+  test_check(n == 0, "alpha classes: a per-head alpha buffer adds %lu programs (expected 0)", n);
+  test_require(
+      ctx, adasplash_attention_forward(ctx, &d, NULL, q, kv, kv, out, NULL, NULL, 0, NULL, NULL),
+      "forward with a per-head alpha buffer");
+  unsigned short first[16];
+  test_read(ctx, out, first, sizeof first); /* blocking: the forward has run */
+  clReleaseMemObject(d.alpha_buf);
+  clReleaseMemObject(q);
+  clReleaseMemObject(kv);
+  clReleaseMemObject(out);
+  adasplash_context_release(ctx);
+}
+
 static void run_simulator_cases(adasplash_context *ctx, attn_case base) {
   static const adasplash_dtype dtypes[] = {ADASPLASH_F32, ADASPLASH_F16, ADASPLASH_BF16};
   attn_case c;
@@ -222,6 +279,13 @@ static void run_simulator_cases(adasplash_context *ctx, attn_case base) {
   c.kv_heads = 2;
   c.per_head_alpha = 1;
   c.bshd = 1;
+  check_case(ctx, c, 0);
+  /* Scalar alphas with programs of their own on the NVIDIA path (2) and without (1.25). */
+  c = base;
+  c.dtype = ADASPLASH_F16;
+  c.alpha = 2.0;
+  check_case(ctx, c, 0);
+  c.alpha = 1.25;
   check_case(ctx, c, 0);
   c = base;
   c.algorithm = ADASPLASH_ATTN_SOFTMAX_FLASH;
@@ -249,6 +313,7 @@ int main(int argc, char **argv) {
     tiny.q_len = 21;
     tiny.kv_len = 37;
     tiny.head_dim = 16;
+    check_alpha_classes(&opts);
     run_simulator_cases(ctx, tiny);
     adasplash_context_release(ctx);
     return test_finish("test_attention_fwd --oclgrind");

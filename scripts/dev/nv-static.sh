@@ -11,9 +11,11 @@
 #
 # PROGRAM: forward | dense | backward (cl/attn_forward.cl, attn_dense.cl, attn_backward.cl with
 # the GPU class's NVIDIA defaults: bf16, head dim 64, 32x32 tiles on 2 warps, 128-row dense sweep
-# on 8 warps, split backward), or a path to a .cl file (then give every define). Later -D
-# options override the preset's. --sass KERNEL prints that kernel's SASS opcode counts, and the
-# whole listing to $OUT_DIR/KERNEL.sass (default /tmp/nv-static).
+# on 8 warps, split backward, alpha 1.5: -DASP_ALPHA_CLASS=0 for the
+# programs for any alpha), or a path to a .cl file (then give every define). Later -D options
+# override the preset's.
+# --sass KERNEL prints that kernel's SASS opcode counts, and the whole listing to
+# $OUT_DIR/KERNEL.sass (default /tmp/nv-static).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOOLS=$PWD/.nvtools
@@ -44,10 +46,11 @@ prog=$1
 shift
 common="-DASP_PATH=1 -DASP_DTYPE=2 -DASP_HD=64 -DASP_NSTAGE=2 -DASP_TILE_IMPL=1 -DASP_T=32"
 case $prog in
-  forward) src=cl/attn_forward.cl defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_WG=64" ;;
+  forward) src=cl/attn_forward.cl
+    defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_WG=64 -DASP_ALPHA_CLASS=1" ;;
   dense) src=cl/attn_dense.cl
     defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_TQ=128 -DASP_TSUB=32 -DASP_WG=256" ;;
-  backward) src=cl/attn_backward.cl defs="$common -DASP_BWD_FUSED=0 -DASP_WG=64" ;;
+  backward) src=cl/attn_backward.cl defs="$common -DASP_BWD_FUSED=0 -DASP_WG=64 -DASP_ALPHA_CLASS=1" ;;
   *) src=$prog defs="" ;;
 esac
 sass="" maxrreg=""
@@ -82,7 +85,7 @@ sed -i 's/^\.version .*/.version 7.8/; s/^\.target .*/.target sm_90/' "$base.ptx
          printf "%-28s %4d registers  %6d B local  %s\n", k, r, sm, sp }'
 if [ -n "$sass" ]; then
   PATH=$TOOLS/bin:$PATH "$TOOLS/bin/cuobjdump" -sass -fun "$sass" "$base.cubin" > "$OUT_DIR/$sass.sass"
-  echo "SASS of $sass: $OUT_DIR/$sass.sass ($(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT_DIR/$sass.sass") instructions); most frequent opcodes:"
-  grep -E '^\s+/\*[0-9a-f]{4}\*/' "$OUT_DIR/$sass.sass" | sed -E 's#^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T] )?##' |
+  echo "SASS of $sass: $OUT_DIR/$sass.sass ($(grep -cE '^\s+/\*[0-9a-f]{4,}\*/' "$OUT_DIR/$sass.sass") instructions); most frequent opcodes:"
+  grep -E '^\s+/\*[0-9a-f]{4,}\*/' "$OUT_DIR/$sass.sass" | sed -E 's#^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T] )?##' |
     awk '{ print $1 }' | sed 's/\..*//' | sort | uniq -c | sort -rn | head -n 16
 fi
