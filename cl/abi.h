@@ -48,14 +48,12 @@ typedef struct asp_attn_args {
   asp_f32 tol;    /* solver tolerance on |sum p - 1| */
   asp_f32 qscale; /* quantisation of the histogram's in-bin moments */
   asp_i32 has_alpha, max_iter, use_hist;
-  asp_i32 write_t;    /* threshold pass: also write the transposed bitmap (training) */
-  asp_i32 aligned16;  /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
-  asp_i32 dense_done; /* threshold pass: attn_tau_dense ran the dense sweep (its rows, histograms
-                         and tile maxima are in the workspace) */
-  asp_i32 fuse;       /* forward, alpha 1.5 / 2: the refinement sweep runs inside the output pass
-                         (attn_fused.clh) for the blocks attn_tau marks (ASP_STAT_FUSE 1) */
-  asp_i32 retry;      /* forward: this launch redoes only the blocks whose fused output pass fell
-                         back (ASP_STAT_FUSE 2) the separate way; the others return at once */
+  asp_i32 write_t;   /* threshold pass: also write the transposed bitmap (training) */
+  asp_i32 aligned16; /* every row of q, k, v, o starts on 16 bytes and head_dim % 8 == 0 */
+  asp_i32 fuse;      /* forward, alpha 1.5 / 2: the refinement sweep runs inside the output pass
+                        (attn_fused.clh) for the blocks attn_tau marks (ASP_STAT_FUSE 1) */
+  asp_i32 retry;     /* forward: this launch redoes only the blocks whose fused output pass fell
+                        back (ASP_STAT_FUSE 2) the separate way; the others return at once */
 } asp_attn_args;
 
 /* Per-row solver state (saved): [rows][ASP_ROWSTATE_COUNT] floats, the row max m of the scaled

@@ -352,7 +352,6 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     if (st == ADASPLASH_SUCCESS)
       st = asp_launch(chain, dense.program, "attn_tau_dense", args, sizeof args / sizeof args[0], 3,
                       dglobal, dlocal);
-    a.dense_done = 1;
   }
   size_t local[3] = {(size_t)wg, 1, 1};
   size_t global[3] = {(size_t)g.nqb * (size_t)wg, (size_t)g.q_heads, (size_t)g.batch};

@@ -467,6 +467,9 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_KMAX", p->kmax);
   }
   if (family == ASP_PROGRAM_ATTN_FORWARD && p->fuse) asp_defines_add_int(&df, "ASP_FUSE", p->fuse);
+  /* attn_tau without the dense sweep's code where attn_tau_dense runs it. */
+  if (family == ASP_PROGRAM_ATTN_FORWARD && p->dense_rows > 0)
+    asp_defines_add_int(&df, "ASP_TAU_DENSE_DONE", 1);
   if (family == ASP_PROGRAM_ATTN_BACKWARD) asp_defines_add_int(&df, "ASP_BWD_FUSED", p->bwd_fused);
   if (family == ASP_PROGRAM_ATTN_DENSE) {
     asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
@@ -697,7 +700,12 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
       continue;
     }
     int fits = 0;
-    adasplash_status st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
+    adasplash_status st = ADASPLASH_SUCCESS;
+    /* The forward's dense sweep program first: whether it runs decides what attn_tau compiles
+     * (ASP_TAU_DENSE_DONE). */
+    if (key->family == ASP_PROGRAM_ATTN_FORWARD)
+      st = asp_attn_plan_dense(ctx, key->dtype, head_dim, &p);
+    if (st == ADASPLASH_SUCCESS) st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
     if (st != ADASPLASH_SUCCESS) return st;
     if (!fits)
       return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
@@ -735,8 +743,6 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     st = ADASPLASH_ERROR_UNSUPPORTED;
     if (asp_attn_uses_nv(ctx, dtype)) st = asp_attn_plan_nv(ctx, &key, head_dim, &plan);
     if (st == ADASPLASH_ERROR_UNSUPPORTED) st = asp_attn_plan_portable(ctx, &key, head_dim, &plan);
-    if (st == ADASPLASH_SUCCESS && family == ASP_PROGRAM_ATTN_FORWARD)
-      st = asp_attn_plan_dense(ctx, dtype, head_dim, &plan.attn);
   }
   if (st != ADASPLASH_SUCCESS) return st;
   return asp_plan_store(ctx, &plan, out);

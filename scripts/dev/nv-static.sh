@@ -11,7 +11,7 @@
 #
 # PROGRAM: forward | dense | backward (cl/attn_forward.cl, attn_dense.cl, attn_backward.cl with
 # the GPU class's NVIDIA defaults: bf16, head dim 64, 32x32 tiles on 2 warps, 128-row dense sweep
-# on 8 warps, split backward, alpha 1.5: -DASP_ALPHA_CLASS=0 for the
+# on 8 warps (attn_tau without it), split backward, alpha 1.5: -DASP_ALPHA_CLASS=0 for the
 # programs for any alpha), or a path to a .cl file (then give every define). Later -D options
 # override the preset's.
 # --sass KERNEL prints that kernel's SASS opcode counts, and the whole listing to
@@ -47,7 +47,8 @@ shift
 common="-DASP_PATH=1 -DASP_DTYPE=2 -DASP_HD=64 -DASP_NSTAGE=2 -DASP_TILE_IMPL=1 -DASP_T=32"
 case $prog in
   forward) src=cl/attn_forward.cl
-    defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_WG=64 -DASP_ALPHA_CLASS=1" ;;
+    defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_WG=64 -DASP_ALPHA_CLASS=1"
+    defs="$defs -DASP_TAU_DENSE_DONE=1" ;; # attn_tau_dense runs the dense sweep
   dense) src=cl/attn_dense.cl
     defs="$common -DASP_BINS=16 -DASP_KMAX=32 -DASP_TQ=128 -DASP_TSUB=32 -DASP_WG=256" ;;
   backward) src=cl/attn_backward.cl defs="$common -DASP_BWD_FUSED=0 -DASP_WG=64 -DASP_ALPHA_CLASS=1" ;;
