@@ -94,6 +94,11 @@ size_t tune_space_values(const tune_key *k, long default_value, unsigned long ma
   return m;
 }
 
+/* Every key of the table has its slot in a tune_config (keys past TUNE_MAX_KEYS were silently
+ * left out of the search). */
+_Static_assert(sizeof tune_keys / sizeof tune_keys[0] <= TUNE_MAX_KEYS,
+               "tune_keys has more keys than TUNE_MAX_KEYS");
+
 void tune_config_text(const tune_config *c, char *out, size_t size) {
   size_t used = 0;
   out[0] = '\0';

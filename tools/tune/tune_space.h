@@ -25,7 +25,7 @@ typedef enum tune_path {
 } tune_path;
 
 #define TUNE_MAX_VALUES 8
-#define TUNE_MAX_KEYS 16
+#define TUNE_MAX_KEYS 32
 
 typedef struct tune_key {
   const char *name; /* the library's key (adasplash_tuning_keys) */
