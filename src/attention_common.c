@@ -475,11 +475,19 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
     asp_defines_add_int(&df, "ASP_TQ", p->dense_rows);
     asp_defines_add_int(&df, "ASP_TSUB", p->sub_tile);
   }
-  /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later). */
-  char arch[32] = "";
-  if (p->impl == ASP_TILE_NV_MMA && !p->emu)
-    snprintf(arch, sizeof arch, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
-  adasplash_status st = asp_variant_program_opts(ctx, key, &df, arch, program);
+  /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later); the tuning
+   * may cap the registers of the forward and backward programs (not the dense sweep's). */
+  char opts[80] = "";
+  if (p->impl == ASP_TILE_NV_MMA && !p->emu) {
+    const int cap = family == ASP_PROGRAM_ATTN_BACKWARD ? tu->nv_bwd_maxrreg
+                    : family == ASP_PROGRAM_ATTN_DENSE  ? 0
+                                                        : tu->nv_fwd_maxrreg;
+    const int n =
+        snprintf(opts, sizeof opts, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
+    if (cap > 0 && n > 0 && (size_t)n < sizeof opts)
+      snprintf(opts + n, sizeof opts - (size_t)n, " -cl-nv-maxrregcount=%d", cap);
+  }
+  adasplash_status st = asp_variant_program_opts(ctx, key, &df, opts, program);
   if (st != ADASPLASH_SUCCESS) return st;
   size_t count;
   const char *const *names = asp_attn_kernels(family, p, &count);

@@ -55,6 +55,12 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_alpha_fixed, 0, 0, 1,
             "attention, NVIDIA path: a desc with scalar alpha 1.5 or 2 runs programs compiled for "
             "that alpha (1) or the programs for any alpha (0)"),
+    ASP_KEY(nv_fwd_maxrreg, 0, 0, 255,
+            "attention, NVIDIA path: registers per work-item at most in the forward programs "
+            "(-cl-nv-maxrregcount; 0: the compiler's choice, else 32 - 255)"),
+    ASP_KEY(nv_bwd_maxrreg, 0, 0, 255,
+            "attention, NVIDIA path: registers per work-item at most in the backward program "
+            "(-cl-nv-maxrregcount; 0: the compiler's choice, else 32 - 255)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),
@@ -156,6 +162,11 @@ static int asp_apply_item(const char *key, const char *value, void *arg) {
   if (strcmp(key, "max_wg") == 0 && (unsigned long)v > a->device_max_wg) {
     snprintf(err, err_size, "tuning key max_wg=%ld exceeds the device's %lu work-items", v,
              a->device_max_wg);
+    return -1;
+  }
+  if ((strcmp(key, "nv_fwd_maxrreg") == 0 || strcmp(key, "nv_bwd_maxrreg") == 0) && v != 0 &&
+      v < 32) {
+    snprintf(err, err_size, "tuning key %s=%ld must be 0 (no limit) or at least 32", key, v);
     return -1;
   }
   if ((strcmp(key, "attn_wg") == 0 || strcmp(key, "rows_wg") == 0 ||

@@ -34,6 +34,8 @@ typedef struct asp_tuning {
   int nv_dense_warps; /* warps per work-group of the dense sweep kernel (0: one per 16 rows) */
   int nv_bwd_fused;   /* the NVIDIA path's attn_bwd_fused (the paths' backwards rank differently) */
   int nv_alpha_fixed; /* 1: scalar alpha 1.5 / 2 runs programs compiled for it (ASP_ALPHA_CLASS) */
+  int nv_fwd_maxrreg; /* register cap of the forward programs (-cl-nv-maxrregcount; 0: none) */
+  int nv_bwd_maxrreg; /* register cap of the backward program (0: none) */
   int nv_emulate;     /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
   /* Row-wise entmax. */
   int rows_wg;         /* work-items per row (or per row segment) */

@@ -807,6 +807,12 @@ static void test_context_calls(fixture *f) {
   EXPECT(NULL, adasplash_context_create(&o, &out), ADASPLASH_ERROR_INVALID_TUNING, "no_such_key");
   o.tune = "rows_wg=100";
   EXPECT(NULL, adasplash_context_create(&o, &out), ADASPLASH_ERROR_INVALID_TUNING, "rows_wg");
+  o.tune = "nv_fwd_maxrreg=16"; /* 0 or at least 32 */
+  EXPECT(NULL, adasplash_context_create(&o, &out), ADASPLASH_ERROR_INVALID_TUNING,
+         "nv_fwd_maxrreg");
+  o.tune = "nv_bwd_maxrreg=256";
+  EXPECT(NULL, adasplash_context_create(&o, &out), ADASPLASH_ERROR_INVALID_TUNING,
+         "nv_bwd_maxrreg");
   o.tune = NULL;
   o.path = "warp-drive";
   EXPECT(NULL, adasplash_context_create(&o, &out), E_ARG, "kernel path");

@@ -28,6 +28,8 @@ static const tune_key tune_keys[] = {
     {"attn_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_ANY_PATH},
     {"nv_bwd_fused", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_NVIDIA_PATH},
     {"nv_alpha_fixed", TUNE_ATTENTION, 0, {0, 1}, 2, TUNE_NVIDIA_PATH},
+    {"nv_fwd_maxrreg", TUNE_ATTENTION, 0, {0, 128, 168}, 3, TUNE_NVIDIA_PATH},
+    {"nv_bwd_maxrreg", TUNE_ATTENTION, 0, {0, 168, 200}, 3, TUNE_NVIDIA_PATH},
     {"rows_wg", TUNE_ROWS, 1, {64, 128, 256, 512}, 4, TUNE_ANY_PATH},
     {"rows_bins", TUNE_ROWS, 0, {32, 64, 128}, 3, TUNE_ANY_PATH},
     {"rows_wg_bracket", TUNE_ROWS, 0, {0, 1}, 2, TUNE_ANY_PATH},
