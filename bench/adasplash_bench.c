@@ -42,6 +42,10 @@ static const char *const bench_usage[] = {
     "same\n"
     "                     problem (tuning decode_max_q=0); effective K/V bandwidth against the\n"
     "                     device's copy bandwidth measured in the same run\n"
+    "  prepare            cold adasplash_attention_prepare of a training desc per --alpha value\n"
+    "                     (first dtype, n, b, h, d), one after another and then from one thread\n"
+    "                     each, on fresh contexts with the disk cache off: whether the device's\n"
+    "                     compiler builds programs concurrently (set CUDA_CACHE_DISABLE=1)\n"
     "\n"
     "Lists are comma separated; every combination is run.\n",
     "Attention options:\n"
@@ -338,6 +342,8 @@ int main(int argc, char **argv) {
         rows_run(&env);
       else if (o.mode == MODE_DECODE)
         decode_run(&env);
+      else if (o.mode == MODE_PREPARE)
+        prep_run_mode(&env);
       else
         attn_run(&env);
     }
@@ -345,6 +351,8 @@ int main(int argc, char **argv) {
     rows_run(&env);
   } else if (o.mode == MODE_DECODE) {
     decode_run(&env);
+  } else if (o.mode == MODE_PREPARE) {
+    prep_run_mode(&env);
   } else {
     attn_run(&env);
   }

@@ -3,7 +3,7 @@
  * queue, device, JSON file, progress), the outcome of a measurement, and small helpers for device
  * buffers, dtype conversion, output checks, directories and the common JSON header. Each mode is a
  * file: bench_attention.c (attention-fwd, attention-fwd-bwd), bench_rows.c (entmax-rows),
- * bench_decode.c (decode).
+ * bench_decode.c (decode), bench_prepare.c (prepare).
  */
 #ifndef ADASPLASH_BENCH_BENCH_H
 #define ADASPLASH_BENCH_BENCH_H
@@ -28,7 +28,8 @@ typedef enum bench_mode {
   MODE_FWD_BWD = 1,
   MODE_ROWS = 2,
   MODE_DECODE = 3,
-  MODE_COUNT = 4
+  MODE_PREPARE = 4,
+  MODE_COUNT = 5
 } bench_mode;
 extern const char *const bench_mode_names[MODE_COUNT];
 extern const char *const bench_algo_names[3];
@@ -97,5 +98,6 @@ void bench_json_begin(bench_env *env, dt_json *j);
 void attn_run(bench_env *env);
 void rows_run(bench_env *env);
 void decode_run(bench_env *env);
+void prep_run_mode(bench_env *env);
 
 #endif /* ADASPLASH_BENCH_BENCH_H */

@@ -14,7 +14,7 @@
 #include "bench.h"
 
 const char *const bench_mode_names[MODE_COUNT] = {"attention-fwd", "attention-fwd-bwd",
-                                                  "entmax-rows", "decode"};
+                                                  "entmax-rows", "decode", "prepare"};
 const char *const bench_algo_names[3] = {"entmax", "softmax", "dense"};
 const adasplash_attention_algorithm bench_algo_enum[3] = {
     ADASPLASH_ATTN_ENTMAX, ADASPLASH_ATTN_SOFTMAX_FLASH, ADASPLASH_ATTN_ENTMAX_DENSE};
