@@ -207,6 +207,7 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
   /* A scalar alpha of 1.5 or 2 gets programs compiled for it; the enqueues find them by the same
    * desc. */
   const int alpha_class = asp_attn_alpha_class(ctx, &pr);
+  asp_attn_prebuild(ctx, &pr, alpha_class); /* nv_build_threads: the programs compiled at once */
   asp_plan plan;
   st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr.d.dtype, pr.d.head_dim, alpha_class,
                              &plan);

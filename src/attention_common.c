@@ -440,8 +440,10 @@ adasplash_status asp_check_local_mem(const adasplash_context *ctx, const char *n
  * accepts the plan's work-items and its local memory. With $ADASPLASH_CHECK_LOCAL_MEM set (tests),
  * a kernel whose CL_KERNEL_LOCAL_MEM_SIZE is below what the formulas say, or above it by the
  * reserve or more, fails the build: the host plans with those formulas. */
-static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant_key *key,
-                                       const asp_attn_plan *p, asp_program **program, int *fits) {
+/* The defines and build options of key's program for plan p. */
+static void asp_attn_program_text(const adasplash_context *ctx, const asp_variant_key *key,
+                                  const asp_attn_plan *p, asp_defines *defines, char *opts,
+                                  size_t opts_size) {
   const asp_tuning *tu = &ctx->tuning;
   const asp_program_family family = key->family;
   asp_defines df;
@@ -477,16 +479,26 @@ static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant
   }
   /* mma.sync, ldmatrix and cp.async need the device's own target (sm_80 and later); the tuning
    * may cap the registers of the forward and backward programs (not the dense sweep's). */
-  char opts[80] = "";
+  opts[0] = '\0';
   if (p->impl == ASP_TILE_NV_MMA && !p->emu) {
     const int cap = family == ASP_PROGRAM_ATTN_BACKWARD ? tu->nv_bwd_maxrreg
                     : family == ASP_PROGRAM_ATTN_DENSE  ? 0
                                                         : tu->nv_fwd_maxrreg;
     const int n =
-        snprintf(opts, sizeof opts, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
-    if (cap > 0 && n > 0 && (size_t)n < sizeof opts)
-      snprintf(opts + n, sizeof opts - (size_t)n, " -cl-nv-maxrregcount=%d", cap);
+        snprintf(opts, opts_size, "-cl-nv-arch sm_%d", ctx->dev.info.nvidia_compute_capability);
+    if (cap > 0 && n > 0 && (size_t)n < opts_size)
+      snprintf(opts + n, opts_size - (size_t)n, " -cl-nv-maxrregcount=%d", cap);
   }
+  *defines = df;
+}
+
+static adasplash_status asp_attn_build(adasplash_context *ctx, const asp_variant_key *key,
+                                       const asp_attn_plan *p, asp_program **program, int *fits) {
+  const asp_tuning *tu = &ctx->tuning;
+  const asp_program_family family = key->family;
+  asp_defines df;
+  char opts[80];
+  asp_attn_program_text(ctx, key, p, &df, opts, sizeof opts);
   adasplash_status st = asp_variant_program_opts(ctx, key, &df, opts, program);
   if (st != ADASPLASH_SUCCESS) return st;
   size_t count;
@@ -606,26 +618,22 @@ static adasplash_status asp_attn_plan_portable(adasplash_context *ctx, const asp
   }
 }
 
-/* The dense sweep's program for an NVIDIA forward plan: attn_tau_dense with the tuning's
- * nv_dense_rows query rows per work-group (more than the forward's tile, in warps of the forward's
- * segment rows, which must be 16; nv_dense_warps warps, each a power-of-two number of m16 tiles)
- * against key tiles of nv_dense_tile keys (a multiple of the
- * forward's tile, at most the rows; its tile maxima keep the forward's tiles), rows halved while
- * its local memory or work-group does not fit. Sets fwd->dense_rows
- * to the rows chosen, or 0 (attn_tau then sweeps itself). */
-static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
-                                            int head_dim, asp_attn_plan *fwd) {
+/* The dense sweep's plan for an NVIDIA forward plan fwd: attn_tau_dense with at most rows query
+ * rows per work-group (more than the forward's tile, in warps of the forward's segment rows, which
+ * must be 16; nv_dense_warps warps, each a power-of-two number of m16 tiles) against key tiles of
+ * nv_dense_tile keys (a multiple of the forward's tile, at most the rows; its tile maxima keep the
+ * forward's tiles), rows halved while its local memory or work-group does not fit. Nothing is
+ * built. Returns the rows of *out, or 0 when no such plan exists. */
+static int asp_attn_dense_candidate(const adasplash_context *ctx, const asp_attn_plan *fwd,
+                                    int rows, asp_attn_plan *out) {
   const asp_tuning *tu = &ctx->tuning;
-  asp_attn_plan p = *fwd;
-  fwd->dense_rows = 0;
-  if (p.impl != ASP_TILE_NV_MMA || p.tile / p.nseg != 16) return ADASPLASH_SUCCESS;
-  const asp_variant_key key =
-      asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim, ASP_ALPHA_ANY);
+  if (fwd->impl != ASP_TILE_NV_MMA || fwd->tile / fwd->nseg != 16) return 0;
   const size_t avail = asp_attn_local_avail(tu);
-  const int fwd_tile = p.tile;
+  const int fwd_tile = fwd->tile;
   const int keys = tu->nv_dense_tile > fwd_tile ? tu->nv_dense_tile : fwd_tile;
-  p.sub_tile = fwd_tile;
-  for (int rows = tu->nv_dense_rows; rows > fwd_tile; rows /= 2) {
+  for (; rows > fwd_tile; rows /= 2) {
+    asp_attn_plan p = *fwd;
+    p.sub_tile = fwd_tile;
     p.dense_rows = rows;
     p.tile = keys < rows ? keys : rows; /* TQ a multiple of the key tile (powers of two) */
     const int warps = tu->nv_dense_warps > 0 && tu->nv_dense_warps < rows / 16
@@ -636,10 +644,28 @@ static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dt
     p.nstage_f = tu->nv_stages;
     while (p.nstage_f > 1 && asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) --p.nstage_f;
     if (asp_attn_local_bytes(ASP_PROGRAM_ATTN_DENSE, &p) > avail) continue;
+    *out = p;
+    return rows;
+  }
+  return 0;
+}
+
+/* The dense sweep's program for an NVIDIA forward plan (asp_attn_dense_candidate from the
+ * tuning's nv_dense_rows down, until the compiled kernel accepts its work-group). Sets
+ * fwd->dense_rows to the rows chosen, or 0 (attn_tau then sweeps itself). */
+static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dtype dtype,
+                                            int head_dim, asp_attn_plan *fwd) {
+  const asp_variant_key key =
+      asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, dtype, head_dim, ASP_ALPHA_ANY);
+  const asp_attn_plan base = *fwd;
+  fwd->dense_rows = 0;
+  asp_attn_plan cand;
+  for (int rows = ctx->tuning.nv_dense_rows;
+       (rows = asp_attn_dense_candidate(ctx, &base, rows, &cand)) > 0; rows /= 2) {
     asp_plan plan;
     memset(&plan, 0, sizeof plan);
     plan.key = key;
-    plan.attn = p;
+    plan.attn = cand;
     int fits = 0;
     adasplash_status st = asp_attn_build(ctx, &key, &plan.attn, &plan.program, &fits);
     if (st != ADASPLASH_SUCCESS) return st;
@@ -653,12 +679,12 @@ static adasplash_status asp_attn_plan_dense(adasplash_context *ctx, adasplash_dt
   return ADASPLASH_SUCCESS;
 }
 
-/* The NVIDIA tensor-core plan: T x T tiles, warps of T/warps rows (a multiple of 16), the forward
- * and backward programs each with as many operand slots (1 or 2) as local memory allows. Returns
- * ADASPLASH_ERROR_UNSUPPORTED without a message when the head dim or no tile fits (the caller
- * then plans the portable path). */
-static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_variant_key *key,
-                                         int head_dim, asp_plan *plan) {
+/* The NVIDIA tensor-core plan's geometry: T x T tiles, warps of T/warps rows (a multiple of 16),
+ * the forward and backward programs each with as many operand slots (1 or 2) as local memory
+ * allows; nothing is built. Returns ADASPLASH_ERROR_UNSUPPORTED without a message when the head
+ * dim or no tile fits (the caller then plans the portable path). */
+static adasplash_status asp_attn_nv_geometry(const adasplash_context *ctx, int head_dim,
+                                             asp_attn_plan *out) {
   const asp_tuning *tu = &ctx->tuning;
   const int hd = asp_attn_padded_head_dim(head_dim);
   int t = tu->nv_tile, nw = tu->nv_warps;
@@ -707,20 +733,83 @@ static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_varia
       t /= 2;
       continue;
     }
-    int fits = 0;
-    adasplash_status st = ADASPLASH_SUCCESS;
-    /* The forward's dense sweep program first: whether it runs decides what attn_tau compiles
-     * (ASP_TAU_DENSE_DONE). */
-    if (key->family == ASP_PROGRAM_ATTN_FORWARD)
-      st = asp_attn_plan_dense(ctx, key->dtype, head_dim, &p);
-    if (st == ADASPLASH_SUCCESS) st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
-    if (st != ADASPLASH_SUCCESS) return st;
-    if (!fits)
-      return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
-                      "the NVIDIA attention kernels do not accept %d work-items", p.wg);
-    plan->attn = p;
+    *out = p;
     return ADASPLASH_SUCCESS;
   }
+}
+
+/* The NVIDIA tensor-core plan: its geometry, the forward's dense sweep program first (whether it
+ * runs decides what attn_tau compiles: ASP_TAU_DENSE_DONE), then the program. */
+static adasplash_status asp_attn_plan_nv(adasplash_context *ctx, const asp_variant_key *key,
+                                         int head_dim, asp_plan *plan) {
+  asp_attn_plan p;
+  adasplash_status st = asp_attn_nv_geometry(ctx, head_dim, &p);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (key->family == ASP_PROGRAM_ATTN_FORWARD)
+    st = asp_attn_plan_dense(ctx, key->dtype, head_dim, &p);
+  int fits = 0;
+  if (st == ADASPLASH_SUCCESS) st = asp_attn_build(ctx, key, &p, &plan->program, &fits);
+  if (st != ADASPLASH_SUCCESS) return st;
+  if (!fits)
+    return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
+                    "the NVIDIA attention kernels do not accept %d work-items", p.wg);
+  plan->attn = p;
+  return ADASPLASH_SUCCESS;
+}
+
+/* One program of asp_attn_prebuild, on its own thread. */
+typedef struct asp_prebuild_job {
+  adasplash_context *ctx;
+  asp_variant_key key;
+  asp_attn_plan plan;
+} asp_prebuild_job;
+
+static void asp_prebuild_run(void *arg) {
+  asp_prebuild_job *j = (asp_prebuild_job *)arg;
+  asp_defines df;
+  char opts[80];
+  asp_attn_program_text(j->ctx, &j->key, &j->plan, &df, opts, sizeof opts);
+  asp_program *program;
+  /* A failure here is met again, and reported, by the planner that needs the program. */
+  (void)asp_variant_program_opts(j->ctx, &j->key, &df, opts, &program);
+}
+
+void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int alpha_class) {
+  const adasplash_attention_desc *d = &pr->d;
+  if (!ctx->tuning.nv_build_threads || !asp_attn_uses_nv(ctx, d->dtype)) return;
+  const asp_variant_key fwd_key =
+      asp_attn_key(ctx, ASP_PROGRAM_ATTN_FORWARD, d->dtype, d->head_dim, alpha_class);
+  asp_plan found;
+  if (asp_plan_find(ctx, &fwd_key, &found)) return; /* prepared before: nothing cold to overlap */
+  asp_attn_plan g;
+  if (asp_attn_nv_geometry(ctx, d->head_dim, &g) != ADASPLASH_SUCCESS) return;
+  asp_prebuild_job jobs[4];
+  int n = 0;
+  asp_attn_plan dense;
+  g.dense_rows = asp_attn_dense_candidate(ctx, &g, ctx->tuning.nv_dense_rows, &dense);
+  if (g.dense_rows > 0) {
+    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, d->dtype, d->head_dim, ASP_ALPHA_ANY);
+    jobs[n++].plan = dense;
+  }
+  jobs[n].key = fwd_key;
+  jobs[n++].plan = g;
+  if (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) {
+    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_ALPHA, d->dtype, d->head_dim, alpha_class);
+    jobs[n++].plan = g;
+  }
+  if (!(d->flags & ADASPLASH_ATTN_FORWARD_ONLY)) {
+    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_BACKWARD, d->dtype, d->head_dim, alpha_class);
+    jobs[n++].plan = g;
+  }
+  asp_thread threads[4];
+  int started[4] = {0, 0, 0, 0};
+  for (int i = 0; i < n; ++i) {
+    jobs[i].ctx = ctx;
+    started[i] = asp_thread_start(&threads[i], asp_prebuild_run, &jobs[i]) == 0;
+    if (!started[i]) asp_prebuild_run(&jobs[i]); /* no thread: build it here */
+  }
+  for (int i = 0; i < n; ++i)
+    if (started[i]) asp_thread_join(&threads[i]);
 }
 
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,

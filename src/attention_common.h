@@ -68,6 +68,12 @@ int asp_attn_alpha_class(const adasplash_context *ctx, const asp_attn_problem *p
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
                                        adasplash_dtype dtype, int head_dim, int alpha_class,
                                        asp_plan *out);
+/* With the tuning's nv_build_threads on the NVIDIA path: compiles the programs a cold prepare of
+ * pr (alpha class alpha_class) will ask for, each on its own thread, so that the planners that
+ * follow find them in the context's program cache. Their plans follow from the tuning without a
+ * build; where a compiled kernel refuses its work-group the planners build another program, as
+ * they would without this. Does nothing when pr's forward plan exists. */
+void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int alpha_class);
 /* Looks up the plan without building (NOT_PREPARED if absent). */
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
                                     adasplash_dtype dtype, int head_dim, int alpha_class,

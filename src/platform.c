@@ -1,5 +1,5 @@
 /*
- * platform.c - mutexes, monotonic clock, environment and string helpers (see platform.h).
+ * platform.c - mutexes, threads, monotonic clock, environment and string helpers (see platform.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "platform.h"
@@ -22,6 +22,21 @@ void asp_mutex_lock(asp_mutex *m) {
 }
 void asp_mutex_unlock(asp_mutex *m) {
   LeaveCriticalSection(m);
+}
+static DWORD WINAPI asp_thread_main(LPVOID p) {
+  asp_thread *t = (asp_thread *)p;
+  t->fn(t->arg);
+  return 0;
+}
+int asp_thread_start(asp_thread *t, void (*fn)(void *), void *arg) {
+  t->fn = fn;
+  t->arg = arg;
+  t->handle = CreateThread(NULL, 0, asp_thread_main, t, 0, NULL);
+  return t->handle ? 0 : -1;
+}
+void asp_thread_join(asp_thread *t) {
+  WaitForSingleObject(t->handle, INFINITE);
+  CloseHandle(t->handle);
 }
 double asp_now_seconds(void) {
   LARGE_INTEGER f, c;
@@ -47,6 +62,19 @@ void asp_mutex_lock(asp_mutex *m) {
 }
 void asp_mutex_unlock(asp_mutex *m) {
   pthread_mutex_unlock(m);
+}
+static void *asp_thread_main(void *p) {
+  asp_thread *t = (asp_thread *)p;
+  t->fn(t->arg);
+  return NULL;
+}
+int asp_thread_start(asp_thread *t, void (*fn)(void *), void *arg) {
+  t->fn = fn;
+  t->arg = arg;
+  return pthread_create(&t->handle, NULL, asp_thread_main, t) == 0 ? 0 : -1;
+}
+void asp_thread_join(asp_thread *t) {
+  pthread_join(t->handle, NULL);
 }
 double asp_now_seconds(void) {
   struct timespec ts;

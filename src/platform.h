@@ -1,6 +1,6 @@
 /*
  * platform.h - the few operating-system services the library needs, behind one small interface:
- * mutexes, a monotonic clock, environment lookup and bounded string helpers.
+ * mutexes, threads, a monotonic clock, environment lookup and bounded string helpers.
  */
 #ifndef ASP_PLATFORM_H
 #define ASP_PLATFORM_H
@@ -10,17 +10,30 @@
 #if defined(_WIN32)
 #include <windows.h>
 typedef CRITICAL_SECTION asp_mutex;
+typedef HANDLE asp_thread_handle;
 #define ASP_THREAD_LOCAL __declspec(thread)
 #else
 #include <pthread.h>
 typedef pthread_mutex_t asp_mutex;
+typedef pthread_t asp_thread_handle;
 #define ASP_THREAD_LOCAL _Thread_local
 #endif
+
+/* A thread running fn(arg); started and joined once. */
+typedef struct asp_thread {
+  asp_thread_handle handle;
+  void (*fn)(void *);
+  void *arg;
+} asp_thread;
 
 int asp_mutex_init(asp_mutex *m);
 void asp_mutex_destroy(asp_mutex *m);
 void asp_mutex_lock(asp_mutex *m);
 void asp_mutex_unlock(asp_mutex *m);
+
+/* Starts fn(arg) on a new thread; 0 on success (t must stay in place until joined). */
+int asp_thread_start(asp_thread *t, void (*fn)(void *), void *arg);
+void asp_thread_join(asp_thread *t);
 
 /* Seconds from an arbitrary origin, monotonic. */
 double asp_now_seconds(void);

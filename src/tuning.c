@@ -61,6 +61,9 @@ static const asp_tuning_key asp_keys[] = {
     ASP_KEY(nv_bwd_maxrreg, 0, 0, 255,
             "attention, NVIDIA path: registers per work-item at most in the backward program "
             "(-cl-nv-maxrregcount; 0: the compiler's choice, else 32 - 255)"),
+    ASP_KEY(nv_build_threads, 0, 0, 1,
+            "attention, NVIDIA path: a cold prepare compiles its programs on one thread each (1) "
+            "or one after another (0)"),
     ASP_KEY(nv_emulate, 0, 0, 1,
             "attention, NVIDIA path: emulate its PTX on any device (tests; ADASPLASH_PATH=nvidia)"),
     ASP_KEY(rows_wg, 0, 16, 1024, "rows: work-items per row or row segment"),

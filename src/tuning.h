@@ -36,7 +36,8 @@ typedef struct asp_tuning {
   int nv_alpha_fixed; /* 1: scalar alpha 1.5 / 2 runs programs compiled for it (ASP_ALPHA_CLASS) */
   int nv_fwd_maxrreg; /* register cap of the forward programs (-cl-nv-maxrregcount; 0: none) */
   int nv_bwd_maxrreg; /* register cap of the backward program (0: none) */
-  int nv_emulate;     /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
+  int nv_build_threads; /* 1: a cold prepare compiles its programs in parallel threads */
+  int nv_emulate; /* test tool: run the NVIDIA path's kernels with emulated PTX on any device */
   /* Row-wise entmax. */
   int rows_wg;         /* work-items per row (or per row segment) */
   int rows_bins;       /* histogram bins per unit of scaled score */
