@@ -154,11 +154,8 @@ static adasplash_status asp_attn_sizes(adasplash_context *ctx, const asp_attn_pr
     return ADASPLASH_SUCCESS;
   }
   asp_plan plan;
-  const int alpha_class = asp_attn_alpha_class(ctx, pr);
-  adasplash_status st = build ? asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype,
-                                                      pr->d.head_dim, alpha_class, &plan)
-                              : asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype,
-                                                   pr->d.head_dim, alpha_class, &plan);
+  adasplash_status st = build ? asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr, &plan)
+                              : asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   asp_attn_buffers lay;
   asp_attn_layout(ctx, pr, &plan, &lay);
@@ -204,19 +201,13 @@ adasplash_status adasplash_attention_prepare(adasplash_context *ctx,
   adasplash_status st = asp_attn_check_desc(ctx, desc, "adasplash_attention_prepare", &pr);
   if (st != ADASPLASH_SUCCESS) return st;
   if (pr.d.algorithm != ADASPLASH_ATTN_ENTMAX) return asp_baseline_prepare(ctx, &pr);
-  /* A scalar alpha of 1.5 or 2 gets programs compiled for it; the enqueues find them by the same
-   * desc. */
-  const int alpha_class = asp_attn_alpha_class(ctx, &pr);
-  asp_attn_prebuild(ctx, &pr, alpha_class); /* nv_build_threads: the programs compiled at once */
+  asp_attn_prebuild(ctx, &pr); /* nv_build_threads: the programs compiled at once */
   asp_plan plan;
-  st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr.d.dtype, pr.d.head_dim, alpha_class,
-                             &plan);
+  st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, &pr, &plan);
   if (st == ADASPLASH_SUCCESS && (pr.d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD))
-    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr.d.dtype, pr.d.head_dim, alpha_class,
-                               &plan);
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, &pr, &plan);
   if (st == ADASPLASH_SUCCESS && !(pr.d.flags & ADASPLASH_ATTN_FORWARD_ONLY))
-    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr.d.dtype, pr.d.head_dim,
-                               alpha_class, &plan);
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, &pr, &plan);
   if (st == ADASPLASH_SUCCESS && asp_decode_wanted(ctx, &pr))
     st = asp_decode_prepare(ctx, pr.d.dtype, pr.d.head_dim);
   return st;
@@ -268,17 +259,14 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
                                            asp_chain *chain, cl_mem q, cl_mem k, cl_mem v,
                                            cl_mem out, cl_mem saved, cl_mem workspace) {
   asp_plan plan;
-  const int alpha_class = asp_attn_alpha_class(ctx, pr);
-  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype,
-                                           pr->d.head_dim, alpha_class, &plan);
+  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr, &plan);
   /* What the output pass saves: nothing (inference), the backward's state, or with it the alpha
    * gradient's terms, whose output pass is a program of its own (attn_alpha.cl). */
   const int save = saved ? ((pr->d.flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) ? 2 : 1) : 0;
   asp_plan alpha_plan;
   memset(&alpha_plan, 0, sizeof alpha_plan);
   if (st == ADASPLASH_SUCCESS && save == 2)
-    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr->d.dtype, pr->d.head_dim, alpha_class,
-                            &alpha_plan);
+    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_ALPHA, pr, &alpha_plan);
   if (st != ADASPLASH_SUCCESS) return st;
   const int tile = plan.attn.tile, wg = plan.attn.wg;
   asp_attn_buffers lay;
@@ -334,8 +322,7 @@ static adasplash_status asp_entmax_forward(adasplash_context *ctx, const asp_att
     /* The dense sweep in its own kernel, TQ rows per work-group (NVIDIA path). */
     asp_plan dense;
     memset(&dense, 0, sizeof dense);
-    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_DENSE, d->dtype, d->head_dim, ASP_ALPHA_ANY,
-                            &dense);
+    st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_DENSE, pr, &dense);
     const size_t tq = st == ADASPLASH_SUCCESS ? (size_t)dense.attn.dense_rows : 1;
     const size_t dwg = (size_t)dense.attn.wg;
     size_t dlocal[3] = {dwg, 1, 1};
@@ -416,8 +403,7 @@ static adasplash_status asp_entmax_backward(adasplash_context *ctx, const asp_at
                                             cl_mem out, cl_mem dout, cl_mem saved, cl_mem dq,
                                             cl_mem dk, cl_mem dv, cl_mem dalpha, cl_mem workspace) {
   asp_plan plan;
-  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr->d.dtype,
-                                           pr->d.head_dim, asp_attn_alpha_class(ctx, pr), &plan);
+  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   const int wg = plan.attn.wg;
   asp_attn_buffers lay;
@@ -665,8 +651,7 @@ static adasplash_status asp_saved_prologue(adasplash_context *ctx,
     return asp_fail(ctx, ADASPLASH_ERROR_UNSUPPORTED,
                     "%s: only the fused entmax algorithm keeps this state", fn);
   asp_plan plan;
-  st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr->d.dtype, pr->d.head_dim,
-                          asp_attn_alpha_class(ctx, pr), &plan);
+  st = asp_attn_find_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr, &plan);
   if (st != ADASPLASH_SUCCESS) return st;
   *tile = plan.attn.tile;
   asp_attn_layout(ctx, pr, &plan, lay);

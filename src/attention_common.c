@@ -302,19 +302,30 @@ static asp_variant_key asp_attn_key(const adasplash_context *ctx, asp_program_fa
   return key;
 }
 
-/* Only the NVIDIA path compiles per alpha (scripts/dev/nv-static.sh, sm_90, bf16, head dim 64:
+/* The alpha class (cl/abi.h ASP_ALPHA_*) of pr's entmax programs: ASP_ALPHA_15 or ASP_ALPHA_2 for
+ * a scalar alpha of 1.5 or 2 without a per-head buffer on the NVIDIA path (unless the tuning's
+ * nv_alpha_fixed is 0), else ASP_ALPHA_ANY. Every plan is looked up and prepared through
+ * asp_attn_problem_key, so prepare and enqueue derive it from the desc alike and a forward, its
+ * saved state and its backward always use one class's plans.
+ * Only the NVIDIA path compiles per alpha (scripts/dev/nv-static.sh, sm_90, bf16, head dim 64:
  * attn_forward_grad 208 -> 174 registers, attn_forward 130 -> 104, attn_tau's code 11,984 ->
  * 5,816 SASS instructions, the forward program's ptxas time 1.8 -> 0.75 s). The portable path
  * stays with the programs for any alpha: unmeasured on GPUs there, and on PoCL 3.1 (LLVM 15) the
  * attn_tau compiled for alpha 1.5 crashed at head dim 16 on a misaligned 16-byte store into its
  * per-work-item arrays, which the same kernel for any alpha does not do. */
-int asp_attn_alpha_class(const adasplash_context *ctx, const asp_attn_problem *pr) {
+static int asp_attn_alpha_class(const adasplash_context *ctx, const asp_attn_problem *pr) {
   const adasplash_attention_desc *d = &pr->d;
   if (!ctx->tuning.nv_alpha_fixed || !asp_attn_uses_nv(ctx, d->dtype) ||
       asp_attn_padded_head_dim(d->head_dim) > ASP_NV_MAX_HEAD_DIM /* planned as portable */ ||
       d->algorithm != ADASPLASH_ATTN_ENTMAX || d->alpha_buf)
     return ASP_ALPHA_ANY;
   return d->alpha == 1.5f ? ASP_ALPHA_15 : (d->alpha == 2.0f ? ASP_ALPHA_2 : ASP_ALPHA_ANY);
+}
+
+/* The key of pr's program of family (its alpha class where the family has classes). */
+static asp_variant_key asp_attn_problem_key(const adasplash_context *ctx, asp_program_family family,
+                                            const asp_attn_problem *pr) {
+  return asp_attn_key(ctx, family, pr->d.dtype, pr->d.head_dim, asp_attn_alpha_class(ctx, pr));
 }
 
 static const int asp_head_dim_sizes[] = {16, 32, 64, 96, 128, 192, 256};
@@ -342,14 +353,13 @@ static const char *asp_alpha_class_text(int alpha_class) {
 }
 
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
-                                    adasplash_dtype dtype, int head_dim, int alpha_class,
-                                    asp_plan *out) {
-  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim, alpha_class);
+                                    const asp_attn_problem *pr, asp_plan *out) {
+  const asp_variant_key key = asp_attn_problem_key(ctx, family, pr);
   if (!asp_plan_find(ctx, &key, out))
     return asp_fail(ctx, ADASPLASH_ERROR_NOT_PREPARED,
                     "attention kernels (%s) for dtype %d, head_dim %d, %s are not compiled: call "
                     "adasplash_attention_prepare with this desc (or adasplash_warmup) first",
-                    asp_program_file(family), (int)dtype, head_dim,
+                    asp_program_file(family), (int)pr->d.dtype, pr->d.head_dim,
                     asp_alpha_class_text(key.alpha_class));
   return ADASPLASH_SUCCESS;
 }
@@ -774,11 +784,10 @@ static void asp_prebuild_run(void *arg) {
   (void)asp_variant_program_opts(j->ctx, &j->key, &df, opts, &program);
 }
 
-void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int alpha_class) {
+void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr) {
   const adasplash_attention_desc *d = &pr->d;
   if (!ctx->tuning.nv_build_threads || !asp_attn_uses_nv(ctx, d->dtype)) return;
-  const asp_variant_key fwd_key =
-      asp_attn_key(ctx, ASP_PROGRAM_ATTN_FORWARD, d->dtype, d->head_dim, alpha_class);
+  const asp_variant_key fwd_key = asp_attn_problem_key(ctx, ASP_PROGRAM_ATTN_FORWARD, pr);
   asp_plan found;
   if (asp_plan_find(ctx, &fwd_key, &found)) return; /* prepared before: nothing cold to overlap */
   asp_attn_plan g;
@@ -788,17 +797,17 @@ void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int a
   asp_attn_plan dense;
   g.dense_rows = asp_attn_dense_candidate(ctx, &g, ctx->tuning.nv_dense_rows, &dense);
   if (g.dense_rows > 0) {
-    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_DENSE, d->dtype, d->head_dim, ASP_ALPHA_ANY);
+    jobs[n].key = asp_attn_problem_key(ctx, ASP_PROGRAM_ATTN_DENSE, pr);
     jobs[n++].plan = dense;
   }
   jobs[n].key = fwd_key;
   jobs[n++].plan = g;
   if (d->flags & ADASPLASH_ATTN_SAVE_ALPHA_GRAD) {
-    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_ALPHA, d->dtype, d->head_dim, alpha_class);
+    jobs[n].key = asp_attn_problem_key(ctx, ASP_PROGRAM_ATTN_ALPHA, pr);
     jobs[n++].plan = g;
   }
   if (!(d->flags & ADASPLASH_ATTN_FORWARD_ONLY)) {
-    jobs[n].key = asp_attn_key(ctx, ASP_PROGRAM_ATTN_BACKWARD, d->dtype, d->head_dim, alpha_class);
+    jobs[n].key = asp_attn_problem_key(ctx, ASP_PROGRAM_ATTN_BACKWARD, pr);
     jobs[n++].plan = g;
   }
   asp_thread threads[4];
@@ -813,9 +822,10 @@ void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int a
 }
 
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
-                                       adasplash_dtype dtype, int head_dim, int alpha_class,
-                                       asp_plan *out) {
-  const asp_variant_key key = asp_attn_key(ctx, family, dtype, head_dim, alpha_class);
+                                       const asp_attn_problem *pr, asp_plan *out) {
+  const asp_variant_key key = asp_attn_problem_key(ctx, family, pr);
+  const adasplash_dtype dtype = pr->d.dtype;
+  const int head_dim = pr->d.head_dim;
   if (asp_plan_find(ctx, &key, out)) return ADASPLASH_SUCCESS;
   asp_plan plan;
   memset(&plan, 0, sizeof plan);
@@ -825,8 +835,7 @@ adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_famil
     /* The backward and the alpha output pass run on the forward's tiles (the bitmap and the
      * thresholds come from its threshold pass). */
     asp_plan fwd;
-    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, dtype, head_dim, key.alpha_class,
-                               &fwd);
+    st = asp_attn_prepare_plan(ctx, ASP_PROGRAM_ATTN_FORWARD, pr, &fwd);
     if (st != ADASPLASH_SUCCESS) return st;
     plan.attn = fwd.attn;
     int fits = 0;

@@ -57,27 +57,21 @@ adasplash_status asp_attn_check_call(const adasplash_context *ctx,
                                      cl_mem q, cl_mem k, cl_mem v, cl_mem out,
                                      asp_attn_problem *pr);
 
-/* The alpha class (cl/abi.h ASP_ALPHA_*) of pr's entmax programs: ASP_ALPHA_15 or ASP_ALPHA_2 for
- * a scalar alpha of 1.5 or 2 without a per-head buffer on the NVIDIA path (unless the tuning's
- * nv_alpha_fixed is 0), else ASP_ALPHA_ANY. Prepare and enqueue derive it from the desc alike, so a
- * forward, its saved state and its backward always use one class's plans. */
-int asp_attn_alpha_class(const adasplash_context *ctx, const asp_attn_problem *pr);
-/* The tile plan (out->attn) for (family, dtype, head_dim, alpha class; families without alpha
- * classes ignore it): fits the tuning to the device, builds the program and checks the kernels'
- * limits; stored in the context's plans. */
+/* The tile plan (out->attn) of family for pr: its dtype, head dim and, for the entmax programs,
+ * its alpha class (on the NVIDIA path a scalar alpha of 1.5 or 2 has programs of its own, derived
+ * from the desc here, so prepare and enqueue always agree). Fits the tuning to the device, builds
+ * the program and checks the kernels' limits; stored in the context's plans. */
 adasplash_status asp_attn_prepare_plan(adasplash_context *ctx, asp_program_family family,
-                                       adasplash_dtype dtype, int head_dim, int alpha_class,
-                                       asp_plan *out);
+                                       const asp_attn_problem *pr, asp_plan *out);
 /* With the tuning's nv_build_threads on the NVIDIA path: compiles the programs a cold prepare of
- * pr (alpha class alpha_class) will ask for, each on its own thread, so that the planners that
- * follow find them in the context's program cache. Their plans follow from the tuning without a
- * build; where a compiled kernel refuses its work-group the planners build another program, as
- * they would without this. Does nothing when pr's forward plan exists. */
-void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr, int alpha_class);
+ * pr will ask for, each on its own thread, so that the planners that follow find them in the
+ * context's program cache. Their plans follow from the tuning without a build; where a compiled
+ * kernel refuses its work-group the planners build another program, as they would without this.
+ * Does nothing when pr's forward plan exists. */
+void asp_attn_prebuild(adasplash_context *ctx, const asp_attn_problem *pr);
 /* Looks up the plan without building (NOT_PREPARED if absent). */
 adasplash_status asp_attn_find_plan(adasplash_context *ctx, asp_program_family family,
-                                    adasplash_dtype dtype, int head_dim, int alpha_class,
-                                    asp_plan *out);
+                                    const asp_attn_problem *pr, asp_plan *out);
 
 /* The head dim a program is compiled for: the next of {16, 32, 64, 96, 128, 192, 256}. */
 int asp_attn_padded_head_dim(int head_dim);

@@ -13,8 +13,7 @@ static size_t asp_softmax_rows(const asp_attn_problem *pr) {
 
 adasplash_status asp_softmax_prepare(adasplash_context *ctx, const asp_attn_problem *pr) {
   asp_plan plan;
-  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype, pr->d.head_dim,
-                               ASP_ALPHA_ANY, &plan);
+  return asp_attn_prepare_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr, &plan);
 }
 
 void asp_softmax_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,
@@ -27,8 +26,7 @@ void asp_softmax_sizes(const adasplash_context *ctx, const asp_attn_problem *pr,
 /* The plan of pr and, when the call has one, the caller's saved buffer checked. */
 static adasplash_status asp_softmax_begin(adasplash_context *ctx, const asp_attn_problem *pr,
                                           const char *fn, cl_mem saved, asp_plan *plan) {
-  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr->d.dtype,
-                                           pr->d.head_dim, ASP_ALPHA_ANY, plan);
+  adasplash_status st = asp_attn_find_plan(ctx, ASP_PROGRAM_SOFTMAX_FLASH, pr, plan);
   if (st == ADASPLASH_SUCCESS && saved)
     st = asp_scratch_check(ctx, fn, ASP_SCRATCH_SAVED, saved, asp_softmax_rows(pr) * 4);
   return st;
